@@ -1,0 +1,67 @@
+"""Shared argument groups and output helpers for CLI commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rdcompress._io import atomic_write_text
+
+MODEL_HELP = (
+    "the model: a .safetensors file with its sidecar .json (from 'rdcompress train'), a "
+    "compressed .rdz file, a zoo name (see 'rdcompress models') with --weights, or a "
+    "checkpoint file with --arch"
+)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, name: str = "model") -> None:
+    parser.add_argument(name, metavar=name.upper(), help=MODEL_HELP)
+    parser.add_argument("--weights", help="weights file (safetensors or torch.save) for a zoo "
+                        "name or package.module:factory MODEL")
+    parser.add_argument("--arch", help="architecture of a checkpoint MODEL without a sidecar: a "
+                        "zoo name or package.module:factory")
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, split: str = "test") -> None:
+    parser.add_argument("--data", help="dataset: digits, mnist, fashion-mnist, cifar10, cifar100, "
+                        "cifar10-jpeg, or an image-folder path/.tar.gz (default: the model's)")
+    parser.add_argument("--data-dir", help="where dataset files are (default: "
+                        "$RDCOMPRESS_DATA_DIR, ~/.cache/rdcompress/datasets, /usr/share/datasets)")
+    parser.add_argument("--split", default=split, choices=["train", "val", "test"],
+                        help=f"which split to use (default: {split})")
+    parser.add_argument("--limit", type=int, help="use only the first N samples of the split")
+    parser.add_argument("--batch-size", type=int, default=256, help="batch size (default: 256)")
+
+
+def format_value(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
+            return f"{value:.3e}"
+        return f"{value:.4f}"
+    return str(value)
+
+
+def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> None:
+    """A plain aligned text table (stdout), one row per dict."""
+    if not rows:
+        print("(no rows)")
+        return
+    columns = list(columns or rows[0].keys())
+    cells = [[format_value(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    print("  ".join("-" * w for w in widths))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")

@@ -1,0 +1,94 @@
+"""Byte-level helpers: LEB128 varints, a bounds-checked reader, bit packing.
+
+Every read goes through :class:`ByteReader`, which raises :class:`FormatError` naming the
+section being read instead of an ``IndexError`` deep inside numpy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rdcompress.errors import FormatError
+
+# A varint longer than this encodes a number >= 2**63: no honest file holds one.
+_MAX_VARINT_BYTES = 9
+
+
+def encode_varint(value: int) -> bytes:
+    """Unsigned LEB128: 7 bits per byte, low group first, high bit = "more bytes follow"."""
+    if value < 0:
+        raise ValueError(f"varint value must be >= 0, got {value}")
+    out = bytearray()
+    while True:
+        group = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(group | 0x80)
+        else:
+            out.append(group)
+            return bytes(out)
+
+
+def encode_varints(values: np.ndarray) -> bytes:
+    """Concatenated varints of a 1-D array of non-negative integers."""
+    return b"".join(encode_varint(int(v)) for v in values)
+
+
+class ByteReader:
+    """Sequential reader over one section; ``where`` names it in error messages."""
+
+    def __init__(self, data: bytes | memoryview, where: str) -> None:
+        self.data = memoryview(data)
+        self.pos = 0
+        self.where = where
+
+    @property
+    def remaining(self) -> int:
+        return len(self.data) - self.pos
+
+    def read(self, size: int) -> memoryview:
+        if size < 0 or self.pos + size > len(self.data):
+            raise FormatError(
+                f"{self.where}: needs {size} more bytes at offset {self.pos} but only "
+                f"{self.remaining} remain; the file is corrupted"
+            )
+        chunk = self.data[self.pos:self.pos + size]
+        self.pos += size
+        return chunk
+
+    def read_u8(self) -> int:
+        return int(self.read(1)[0])
+
+    def read_varint(self) -> int:
+        value = 0
+        for shift_index in range(_MAX_VARINT_BYTES):
+            byte = self.read_u8()
+            value |= (byte & 0x7F) << (7 * shift_index)
+            if not byte & 0x80:
+                return value
+        raise FormatError(f"{self.where}: varint longer than {_MAX_VARINT_BYTES} bytes")
+
+    def read_varints(self, count: int) -> np.ndarray:
+        return np.array([self.read_varint() for _ in range(count)], dtype=np.int64)
+
+    def rest(self) -> memoryview:
+        return self.read(self.remaining)
+
+    def expect_end(self) -> None:
+        if self.remaining:
+            raise FormatError(f"{self.where}: {self.remaining} unexpected trailing bytes")
+
+
+def pack_bits(bits: np.ndarray) -> bytes:
+    """(n,) bool/0-1 array -> ceil(n/8) bytes, first bit in the most significant position."""
+    return np.packbits(np.asarray(bits, dtype=np.uint8)).tobytes()
+
+
+def unpack_bits(data: bytes | memoryview, count: int, where: str) -> np.ndarray:
+    """Inverse of :func:`pack_bits`: (count,) uint8 of 0/1; checks the byte count exactly."""
+    expected = (count + 7) // 8
+    if len(data) != expected:
+        raise FormatError(
+            f"{where}: expected {expected} bytes for {count} bits, found {len(data)}"
+        )
+    return np.unpackbits(np.frombuffer(data, dtype=np.uint8), count=count)

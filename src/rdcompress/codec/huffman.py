@@ -1,0 +1,132 @@
+"""Canonical Huffman coding of one symbol stream (the paper's coder), numpy-vectorized.
+
+Only code lengths are stored (one byte per symbol of the alphabet, 0 = absent); codes are
+canonical: sorted by (length, symbol), each code = previous + 1, shifted left when the length
+grows. Lengths are capped at ``MAX_CODE_LENGTH`` by halving the counts and rebuilding (only
+pathological, Fibonacci-like histograms with millions of symbols ever need it).
+
+Bits are packed most-significant first. The decoder is table-driven: a window of
+``max_length`` bits is read at *every* bit position at once, its code length found by a
+``searchsorted`` over the per-length limits of the canonical code, and the symbol read off the
+per-length offset table; the chain of actual code starts (0, len0, len0+len1, ...) is then
+followed, which is the only sequential step.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+import numpy as np
+
+from rdcompress.codec._bytes import ByteReader, pack_bits
+from rdcompress.errors import FormatError
+
+MAX_CODE_LENGTH = 32
+
+
+def huffman_code_lengths(counts: np.ndarray) -> np.ndarray:
+    """(k,) code lengths of an optimal prefix code for ``counts`` (0 for absent symbols).
+
+    A single present symbol gets length 1 in the table; streams with one distinct symbol are
+    special-cased by the stream layer (no payload bits at all).
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    while True:
+        lengths = _unlimited_lengths(counts)
+        if lengths.max(initial=0) <= MAX_CODE_LENGTH:
+            return lengths
+        counts = np.where(counts > 0, np.maximum(counts >> 1, 1), 0)
+
+
+def _unlimited_lengths(counts: np.ndarray) -> np.ndarray:
+    lengths = np.zeros(len(counts), dtype=np.int64)
+    present = np.flatnonzero(counts > 0)
+    if len(present) == 1:
+        lengths[present[0]] = 1
+        return lengths
+    # Heap of (weight, tie-break, member symbols); merging adds 1 to every member's length.
+    heap = [(int(counts[s]), int(s), [int(s)]) for s in present]
+    heapq.heapify(heap)
+    while len(heap) > 1:
+        weight_a, tie_a, members_a = heapq.heappop(heap)
+        weight_b, tie_b, members_b = heapq.heappop(heap)
+        merged = members_a + members_b
+        lengths[merged] += 1
+        heapq.heappush(heap, (weight_a + weight_b, min(tie_a, tie_b), merged))
+    return lengths
+
+
+def canonical_codes(lengths: np.ndarray) -> np.ndarray:
+    """(k,) uint64 canonical code values for the given lengths (0 where length is 0)."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    codes = np.zeros(len(lengths), dtype=np.uint64)
+    order = np.lexsort((np.arange(len(lengths)), lengths))
+    order = order[lengths[order] > 0]
+    code, previous_length = 0, 0
+    for position, symbol in enumerate(order):
+        length = int(lengths[symbol])
+        if position:
+            code = (code + 1) << (length - previous_length)
+        codes[symbol] = code
+        previous_length = length
+    return codes
+
+
+def encode_huffman(symbols: np.ndarray, alphabet_size: int) -> bytes:
+    """Code-length table (``alphabet_size`` bytes) + packed payload bits."""
+    symbols = np.asarray(symbols, dtype=np.int64)  # (n,)
+    counts = np.bincount(symbols, minlength=alphabet_size)
+    lengths = huffman_code_lengths(counts)
+    codes = canonical_codes(lengths)
+    symbol_lengths = lengths[symbols]  # (n,)
+    total_bits = int(symbol_lengths.sum())
+    starts = np.cumsum(symbol_lengths) - symbol_lengths  # (n,) first bit of each code
+    owner = np.repeat(np.arange(len(symbols)), symbol_lengths)  # (total_bits,)
+    bit_in_code = np.arange(total_bits) - starts[owner]
+    shift = (symbol_lengths[owner] - 1 - bit_in_code).astype(np.uint64)
+    bits = (codes[symbols[owner]] >> shift) & np.uint64(1)
+    return lengths.astype(np.uint8).tobytes() + pack_bits(bits)
+
+
+def decode_huffman(reader: ByteReader, count: int, alphabet_size: int) -> np.ndarray:
+    """Inverse of :func:`encode_huffman`; consumes the rest of ``reader``. Returns (count,)."""
+    lengths = np.frombuffer(reader.read(alphabet_size), dtype=np.uint8).astype(np.int64)
+    payload = np.frombuffer(reader.rest(), dtype=np.uint8)
+    where = reader.where
+    if lengths.max(initial=0) > MAX_CODE_LENGTH or not lengths.any():
+        raise FormatError(f"{where}: invalid Huffman code lengths")
+    kraft = float(np.sum(np.ldexp(1.0, -lengths[lengths > 0])))
+    if kraft > 1.0 + 1e-12:
+        raise FormatError(f"{where}: Huffman code lengths violate the Kraft inequality")
+    max_length = int(lengths.max())
+    codes = canonical_codes(lengths)
+    bits = np.unpackbits(payload).astype(np.uint64)  # (8 * payload bytes,)
+    padded = np.concatenate([bits, np.zeros(max_length, dtype=np.uint64)])
+    window = np.zeros(len(bits), dtype=np.uint64)  # (nbits,) next max_length bits, MSB first
+    for offset in range(max_length):
+        window = (window << np.uint64(1)) | padded[offset:offset + len(bits)]
+    # Per-length canonical tables: left-justified first code and symbols in canonical order.
+    order = np.lexsort((np.arange(len(lengths)), lengths))
+    order = order[lengths[order] > 0]
+    sorted_lengths = lengths[order]
+    left_justified = codes[order] << (max_length - sorted_lengths).astype(np.uint64)
+    # Codes left-justified are increasing in canonical order, so the last code <= window is the
+    # one whose prefix matches (the code is prefix-free and complete enough for valid data).
+    position = np.searchsorted(left_justified, window, side="right") - 1
+    position = np.maximum(position, 0)
+    code_length = sorted_lengths[position]  # (nbits,) length of the code starting at each bit
+    next_start = (np.arange(len(bits)) + code_length).tolist()
+    starts = np.empty(count, dtype=np.int64)
+    bit = 0
+    for index in range(count):
+        if bit >= len(bits):
+            raise FormatError(f"{where}: Huffman payload ends after {index} of {count} symbols")
+        starts[index] = bit
+        bit = next_start[bit]
+    if bit > len(bits) or len(bits) - bit >= 8:
+        raise FormatError(f"{where}: Huffman payload length does not match {count} symbols")
+    found = position[starts]
+    prefix = window[starts] >> (max_length - sorted_lengths[found]).astype(np.uint64)
+    if np.any(prefix != codes[order][found]):
+        raise FormatError(f"{where}: Huffman payload holds an invalid code")
+    return order[found].astype(np.int64)

@@ -1,0 +1,317 @@
+"""Generalized Gauss-Newton machinery: per-sample gradients of J_nᵀ u and piecewise-linearity.
+
+For cross-entropy on logits z (C,) at temperature T, the Hessian of L_n with respect to the logits
+is (diag(p) − ppᵀ)/T², p = softmax(z/T), whatever the label. It factors as S Sᵀ with
+
+    S = (diag(√p) − p √pᵀ) / T              (C, C)    [S Sᵀ = diag(p) − 2ppᵀ + ppᵀ·Σp]
+
+so the generalized Gauss-Newton G_n = J_nᵀ S Sᵀ J_n (J_n = ∂z/∂w of sample n) has the diagonal
+
+    diag(G_n) = Σ_c (J_nᵀ s_c)²             exactly, with C backward passes, and
+    E_ε (J_nᵀ S ε)² = diag(G_n)             with one pass (curvature propagation, Martens 2012).
+
+When every layer is affine in its own parameters and every nonlinearity is piecewise linear
+(ReLU, max-pool, eval BatchNorm, ...), z is locally linear in each parameter tensor taken alone,
+so the residual term Σ_k ∂L/∂z_k · ∂²z_k/∂w_i² vanishes and diag(G_n) = diag(∂²L_n/∂w²) exactly.
+
+This module provides the per-sample vector-Jacobian products J_nᵀ u_n:
+- a fast path with forward hooks and an explicit per-layer-type kernel table (`KERNELS`), which
+  turns one batched backward pass into per-sample gradients (Linear with 2-D input even stays
+  factored: per-sample squares are g² ⊗ x², never an (N, out, in) tensor);
+- a `torch.func` fallback (vmap of grad) for parameters of any other module type;
+and the piecewise-linearity test (`piecewise_linear_reason`) that decides when the GGN is exact.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, grad, jvp, vmap
+
+from rdcompress.errors import ModelError
+
+# --------------------------------------------------------------------------------------------
+# Tables of module types
+# --------------------------------------------------------------------------------------------
+
+# Parameter-free modules that are piecewise linear in their input (eval mode for dropout).
+PIECEWISE_LINEAR_MODULES: tuple[type[nn.Module], ...] = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Hardtanh, nn.Identity, nn.Flatten, nn.Unflatten,
+    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
+    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+    nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d, nn.ConstantPad1d, nn.ConstantPad2d,
+    nn.ConstantPad3d, nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReplicationPad1d,
+    nn.ReplicationPad2d, nn.Upsample, nn.PixelShuffle, nn.PixelUnshuffle,
+    nn.ChannelShuffle,
+)
+# Modules with parameters that are affine in those parameters and piecewise linear in their
+# input, but without a hook kernel below (their parameters go through the torch.func fallback).
+AFFINE_MODULES_WITHOUT_KERNEL: tuple[type[nn.Module], ...] = (
+    nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.PReLU,
+    nn.Embedding, nn.Bilinear,
+)
+_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def _linear_grads(module: nn.Module, x: Tensor, g: Tensor) -> dict[str, Tensor | tuple]:
+    """Per-sample gradients of a Linear layer. x: (N, ..., in), g: (N, ..., out)."""
+    out: dict[str, Tensor | tuple] = {}
+    if x.dim() == 2:
+        # J_nᵀu for the weight is the rank one g_n x_nᵀ: kept factored as (g, x), (N, out), (N, in).
+        out["weight"] = (g, x)
+    else:
+        out["weight"] = torch.einsum("nto,nti->noi", g.flatten(1, -2), x.flatten(1, -2))
+    if module.bias is not None:
+        out["bias"] = g if g.dim() == 2 else g.flatten(1, -2).sum(1)  # (N, out)
+    return out
+
+
+def _conv_grads(module: nn.Module, x: Tensor, g: Tensor) -> dict[str, Tensor | tuple]:
+    """Per-sample gradients of Conv1d/Conv2d by unfolding. x: (N, Cin, *S), g: (N, O, *S_out)."""
+    m = module
+    if isinstance(m.padding, str) or m.padding_mode != "zeros":
+        mode = "constant" if m.padding_mode == "zeros" else m.padding_mode
+        x = F.pad(x, m._reversed_padding_repeated_twice, mode=mode)
+        padding: tuple[int, ...] = (0,) * (x.dim() - 2)
+    else:
+        padding = tuple(m.padding)
+    kernel, stride, dilation = tuple(m.kernel_size), tuple(m.stride), tuple(m.dilation)
+    if x.dim() == 3:  # Conv1d as a Conv2d of height one
+        x, g = x.unsqueeze(2), g.unsqueeze(2)
+        kernel, stride, dilation, padding = ((1,) + kernel, (1,) + stride, (1,) + dilation,
+                                             (0,) + padding)
+    n, groups, out_ch = x.shape[0], m.groups, g.shape[1]
+    cols = F.unfold(x, kernel, dilation=dilation, padding=padding, stride=stride)  # (N, Cin·K, L)
+    cols = cols.reshape(n, groups, -1, cols.shape[-1])                          # (N, G, Cin/G·K, L)
+    g_flat = g.reshape(n, groups, out_ch // groups, -1)                         # (N, G, O/G, L)
+    weight = torch.einsum("ngol,ngkl->ngok", g_flat, cols).reshape(n, *m.weight.shape)
+    out: dict[str, Tensor | tuple] = {"weight": weight}
+    if m.bias is not None:
+        out["bias"] = g.flatten(2).sum(2)  # (N, O)
+    return out
+
+
+def _batchnorm_grads(module: nn.Module, x: Tensor, g: Tensor) -> dict[str, Tensor | tuple]:
+    """Per-sample gradients of an eval BatchNorm: y = x̂ γ + β. x, g: (N, C, *S)."""
+    m = module
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    x_hat = (x - m.running_mean.view(shape)) * torch.rsqrt(m.running_var.view(shape) + m.eps)
+    out: dict[str, Tensor | tuple] = {}
+    if m.weight is not None:
+        out["weight"] = (g * x_hat).flatten(2).sum(2) if x.dim() > 2 else g * x_hat  # (N, C)
+    if m.bias is not None:
+        out["bias"] = g.flatten(2).sum(2) if x.dim() > 2 else g  # (N, C)
+    return out
+
+
+# Module type -> kernel(module, input (N, ...), grad of output (N, ...)) -> {param attr: grads}.
+# A value is a per-sample gradient (N, *param.shape) or a rank-one factor pair (g, x).
+KERNELS: dict[type[nn.Module], Callable[[nn.Module, Tensor, Tensor], dict]] = {
+    nn.Linear: _linear_grads,
+    nn.Conv1d: _conv_grads,
+    nn.Conv2d: _conv_grads,
+    nn.BatchNorm1d: _batchnorm_grads,
+    nn.BatchNorm2d: _batchnorm_grads,
+    nn.BatchNorm3d: _batchnorm_grads,
+}
+
+
+def _batchnorm_uses_running_stats(module: nn.Module) -> bool:
+    return not module.training and module.running_mean is not None
+
+
+def check_samples_independent(model: nn.Module) -> None:
+    """Raise ModelError when a BatchNorm normalizes with batch statistics (samples coupled)."""
+    for name, module in model.named_modules():
+        if isinstance(module, _BATCHNORMS) and not _batchnorm_uses_running_stats(module):
+            raise ModelError(
+                f"module {name!r} ({type(module).__name__}) normalizes with batch statistics "
+                "(track_running_stats=False), so per-sample losses are coupled and their "
+                "Hessians undefined; rebuild it with track_running_stats=True")
+
+
+def kernel_modules(model: nn.Module, trainable: dict[str, Tensor]) -> list[nn.Module] | None:
+    """Modules whose hook kernels cover every trainable parameter, or None if some are not."""
+    owner_ids: set[int] = set()
+    modules = []
+    for module in model.modules():
+        if type(module) not in KERNELS:
+            continue
+        own = [p for p in module.parameters(recurse=False) if p.requires_grad]
+        if own:
+            modules.append(module)
+            owner_ids.update(id(p) for p in own)
+    if any(id(p) not in owner_ids for p in trainable.values()):
+        return None
+    return modules
+
+
+# --------------------------------------------------------------------------------------------
+# Piecewise linearity: table first, then a numerical check of ∂²z/∂t² along w + t·v
+# --------------------------------------------------------------------------------------------
+
+_PL_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _table_reason(model: nn.Module) -> str | None:
+    """Why the module table says the model may not be piecewise linear, or None if it is."""
+    safe = PIECEWISE_LINEAR_MODULES + AFFINE_MODULES_WITHOUT_KERNEL + tuple(KERNELS)
+    for name, module in model.named_modules():
+        is_leaf = next(module.children(), None) is None
+        owns_params = next(module.parameters(recurse=False), None) is not None
+        if not (is_leaf or owns_params):
+            continue
+        if type(module) not in safe:
+            return f"module {name!r} of type {type(module).__name__} is not piecewise linear"
+    return None
+
+
+def _numerical_reason(model: nn.Module, x: Tensor, trainable: dict[str, Tensor]) -> str | None:
+    """Check d²z(w + t v)/dt² = 0 at t = 0 for a random v in each parameter tensor alone.
+
+    Catches nonlinearities called functionally in forward() (F.gelu, torch.tanh, x * y), which
+    the module table cannot see. Zero up to round-off for a locally linear map; O(1) otherwise.
+    """
+    gen = torch.Generator().manual_seed(0)
+    eps = torch.finfo(x.dtype).eps if x.is_floating_point() else 1e-7
+    for name, p in trainable.items():
+        rms = p.detach().pow(2).mean().sqrt().item() or 1.0
+        v = (torch.randn(p.shape, generator=gen, dtype=torch.float64) * rms).to(p)
+
+        def logits_of(value: Tensor, name: str = name) -> Tensor:
+            return functional_call(model, {name: value}, (x,))
+
+        def first(value: Tensor, v: Tensor = v, f: Callable = logits_of) -> Tensor:
+            return jvp(f, (value,), (v,))[1]
+
+        with torch.no_grad():
+            z = logits_of(p.detach())
+        dz, d2z = jvp(first, (p.detach(),), (v,))
+        scale = float(z.abs().max() + dz.abs().max()) + 1e-30
+        if float(d2z.abs().max()) > 1e3 * eps * scale:
+            return (f"the logits are not locally linear in parameter {name!r} "
+                    "(a nonlinearity such as tanh, GELU, softmax or a product of activations)")
+    return None
+
+
+def piecewise_linear_reason(model: nn.Module, example: Tensor,
+                            trainable: dict[str, Tensor]) -> str | None:
+    """None if the GGN diagonal equals the Hessian diagonal for this model, else the reason.
+
+    The module table decides first; if it passes, a numerical check on ``example`` (1–2 samples)
+    confirms it. Cached per model (keyed by module types, parameter shapes and training flags).
+    """
+    signature = tuple((n, type(m), m.training) for n, m in model.named_modules()) + tuple(
+        (n, tuple(p.shape)) for n, p in trainable.items())
+    cached = _PL_CACHE.get(model)
+    if cached is not None and cached[0] == signature:
+        return cached[1]
+    reason = _table_reason(model)
+    if reason is None:
+        reason = _numerical_reason(model, example, trainable)
+    _PL_CACHE[model] = (signature, reason)
+    return reason
+
+
+# --------------------------------------------------------------------------------------------
+# Per-sample J_nᵀ u_n: hook engine and torch.func engine
+# --------------------------------------------------------------------------------------------
+
+def logit_hessian_factor(logits: Tensor, temperature: float) -> Tensor:
+    """S with S Sᵀ = ∂²L/∂z² = (diag(p) − ppᵀ)/T². logits: (N, C) -> (N, C, C)."""
+    p = torch.softmax(logits / temperature, dim=1)       # (N, C)
+    root = p.sqrt()
+    return (torch.diag_embed(root) - p.unsqueeze(2) * root.unsqueeze(1)) / temperature
+
+
+@dataclass
+class _Call:
+    module: nn.Module
+    input: Tensor       # (N, ...), the module's input as seen in forward
+    output: Tensor      # (N, ...), the module's output, before any in-place op downstream
+    version: int        # input._version at capture, to detect in-place changes
+
+
+@contextmanager
+def _capture(modules: list[nn.Module]) -> Iterator[list[_Call]]:
+    """Record each call of ``modules``; hand a clone downstream so in-place ops (ReLU(inplace),
+    `out += identity`) cannot rewrite the tensor whose gradient we ask for."""
+    calls: list[_Call] = []
+
+    def hook(module: nn.Module, args: tuple, output: Tensor) -> Tensor:
+        calls.append(_Call(module, args[0], output, args[0]._version))
+        return output.clone()
+
+    handles = [m.register_forward_hook(hook) for m in modules]
+    try:
+        yield calls
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+class HookedGGN:
+    """One forward pass with hooks; then `per_sample_grads(u)` = {name: J_nᵀ u_n per sample}.
+
+    Values are (N, *shape) tensors, or (g, x) rank-one factors (N, out), (N, in) for a Linear
+    weight used once on 2-D input. Free with `free()` (or let it go out of scope).
+    """
+
+    def __init__(self, model: nn.Module, modules: list[nn.Module], inputs: Tensor,
+                 param_names: dict[int, str]):
+        with _capture(modules) as calls:
+            self.logits = model(inputs)                   # (N, C)
+        self.calls = calls
+        self.param_names = param_names
+        uses: dict[int, int] = {}
+        for call in calls:
+            for p in call.module.parameters(recurse=False):
+                uses[id(p)] = uses.get(id(p), 0) + 1
+        self._uses = uses
+
+    def per_sample_grads(self, u: Tensor, last: bool) -> dict[str, Tensor | tuple]:
+        outputs = [c.output for c in self.calls]
+        grads = torch.autograd.grad(self.logits, outputs, grad_outputs=u, retain_graph=not last,
+                                    allow_unused=True)
+        result: dict[str, Tensor | tuple] = {}
+        for call, g in zip(self.calls, grads, strict=True):
+            if g is None:
+                g = torch.zeros_like(call.output)
+            if call.input._version != call.version:
+                raise ModelError(
+                    f"the input of a {type(call.module).__name__} was modified in place after "
+                    "the layer used it; per-sample gradients need it unchanged (avoid in-place "
+                    "ops on layer inputs, or use method='hutchinson')")
+            for attr, value in KERNELS[type(call.module)](call.module, call.input, g).items():
+                param = getattr(call.module, attr)
+                name = self.param_names.get(id(param))
+                if name is None:  # frozen parameter
+                    continue
+                if self._uses[id(param)] > 1 and isinstance(value, tuple):
+                    value = value[0].unsqueeze(2) * value[1].unsqueeze(1)  # (N, out, in)
+                result[name] = result[name] + value if name in result else value
+        return result
+
+    def free(self) -> None:
+        self.calls.clear()
+        self.logits = None  # type: ignore[assignment]
+
+
+def func_per_sample_grads(model: nn.Module, trainable: dict[str, Tensor], inputs: Tensor,
+                          u: Tensor) -> dict[str, Tensor]:
+    """Generic J_nᵀ u_n for every trainable parameter via vmap(grad). inputs (N, ...), u (N, C)."""
+
+    def pseudo_loss(params: dict[str, Tensor], x: Tensor, u_n: Tensor) -> Tensor:
+        logits = functional_call(model, params, (x.unsqueeze(0),)).squeeze(0)  # (C,)
+        return (logits * u_n).sum()
+
+    detached = {n: p.detach() for n, p in trainable.items()}
+    return vmap(grad(pseudo_loss), in_dims=(None, 0, 0))(detached, inputs, u)

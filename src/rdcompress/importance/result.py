@@ -1,0 +1,145 @@
+"""The ``Importance`` result and its file format.
+
+File format (safetensors, written atomically):
+
+- tensors: ``<parameter name>`` -> quadratic importance I (float32, the parameter's shape);
+  ``quartic/<parameter name>`` -> E[(d2L/dw2)^2] (only for "gradient+hessian");
+  partial-sum files (``ImportanceAccumulator.save``) use ``sum/<name>`` and ``quartic_sum/<name>``
+  in float64 instead.
+- metadata (all strings): ``format`` = "rdcompress-importance", ``version`` = "1",
+  ``kind`` = "importance" | "partial-sums", ``objective``, ``temperature`` (JSON: number or
+  null), ``num_samples``, ``weights_sha256`` (``rdcompress._io.state_dict_sha256`` of the
+  model's ``named_parameters()``), ``metadata`` (JSON object: config, mu, estimator, seed,
+  frozen / no-gradient / fallback parameter lists, ...).
+
+The per-weight objective is ``I_i (w_i - w^_i)^2 + H_i (w_i - w^_i)^4`` with ``H = quartic / 4``
+(paper Table 2), ``H = 0`` when ``quartic`` is None.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import Tensor, nn
+
+from rdcompress._io import atomic_write_bytes, state_dict_sha256
+from rdcompress.errors import CorruptFileError, FormatError, ImportanceMismatchError
+
+FORMAT_TAG = "rdcompress-importance"
+FORMAT_VERSION = 1
+QUARTIC_PREFIX = "quartic/"
+
+
+def weights_hash(model: nn.Module) -> str:
+    return state_dict_sha256(dict(model.named_parameters()))
+
+
+@dataclass
+class Importance:
+    objective: str
+    quadratic: dict[str, Tensor]             # I_i per parameter, parameter-shaped float32
+    quartic: dict[str, Tensor] | None        # E[(d2L/dw2)^2] (gradient+hessian only)
+    temperature: float | None
+    num_samples: int
+    weights_sha256: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def quartic_weight(self, name: str) -> Tensor | None:
+        """``H = quartic / 4`` for parameter ``name`` (paper Table 2), or None."""
+        if self.quartic is None or name not in self.quartic:
+            return None
+        return self.quartic[name] / 4
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        tensors = {name: t.detach().to("cpu", torch.float32).contiguous()
+                   for name, t in self.quadratic.items()}
+        for name, t in (self.quartic or {}).items():
+            tensors[QUARTIC_PREFIX + name] = t.detach().to("cpu", torch.float32).contiguous()
+        atomic_write_bytes(path, st_save(tensors, metadata=header(
+            "importance", self.objective, self.temperature, self.num_samples,
+            self.weights_sha256, self.metadata)))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], model: nn.Module | None = None) -> Importance:
+        tensors, meta = read_file(path, "importance")
+        quadratic = {k: v for k, v in tensors.items() if not k.startswith(QUARTIC_PREFIX)}
+        quartic = {k[len(QUARTIC_PREFIX):]: v for k, v in tensors.items()
+                   if k.startswith(QUARTIC_PREFIX)}
+        result = cls(meta["objective"], quadratic, quartic or None, meta["temperature"],
+                     meta["num_samples"], meta["weights_sha256"], meta["metadata"])
+        if model is not None:
+            check_matches(path, quadratic, result.weights_sha256, model)
+        return result
+
+
+def header(kind: str, objective: str, temperature: float | None, num_samples: int,
+           weights_sha256: str, metadata: dict[str, Any]) -> dict[str, str]:
+    return {
+        "format": FORMAT_TAG, "version": str(FORMAT_VERSION), "kind": kind,
+        "objective": objective, "temperature": json.dumps(temperature),
+        "num_samples": str(num_samples), "weights_sha256": weights_sha256,
+        "metadata": json.dumps(metadata, sort_keys=True, default=str),
+    }
+
+
+def read_file(path: str | os.PathLike[str], kind: str) -> tuple[dict[str, Tensor], dict]:
+    """Read and validate an importance file; returns tensors and the decoded header."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError as error:
+        raise CorruptFileError(f"importance file {str(path)!r} does not exist; create it with "
+                               "'rdcompress importance MODEL -o FILE'") from error
+    try:
+        tensors = st_load(data)
+        header_size = int.from_bytes(data[:8], "little")  # safetensors: u64 LE header length
+        raw = json.loads(data[8:8 + header_size]).get("__metadata__") or {}
+    except (SafetensorError, ValueError, OSError) as error:
+        raise CorruptFileError(f"{str(path)!r} is not a readable safetensors file: {error}"
+                               ) from error
+    if raw.get("format") != FORMAT_TAG:
+        raise FormatError(f"{str(path)!r} is not an rdcompress importance file (format tag "
+                          f"{raw.get('format')!r}, expected {FORMAT_TAG!r})")
+    try:
+        version = int(raw.get("version", ""))
+        meta = {"kind": raw["kind"], "objective": raw["objective"],
+                "temperature": json.loads(raw["temperature"]),
+                "num_samples": int(raw["num_samples"]), "weights_sha256": raw["weights_sha256"],
+                "metadata": json.loads(raw["metadata"])}
+    except (KeyError, ValueError) as error:
+        raise FormatError(f"{str(path)!r} has a damaged importance header: {error}") from error
+    if version > FORMAT_VERSION:
+        raise FormatError(f"{str(path)!r} has importance format version {version}; this "
+                          f"rdcompress reads up to {FORMAT_VERSION}: upgrade rdcompress")
+    if meta["kind"] != kind:
+        raise FormatError(f"{str(path)!r} holds {meta['kind']!r}, expected {kind!r}")
+    return tensors, meta
+
+
+def check_matches(path: object, tensors: dict[str, Tensor], weights_sha256: str,
+                  model: nn.Module) -> None:
+    """Raise ImportanceMismatchError unless names, shapes and weight hash fit ``model``."""
+    params = dict(model.named_parameters())
+    unknown = sorted(set(tensors) - set(params))
+    if unknown:
+        raise ImportanceMismatchError(
+            f"importance file {str(path)!r} has parameters the model lacks: {unknown[:5]}"
+            f"{' ...' if len(unknown) > 5 else ''}; it was computed for another architecture")
+    for name, tensor in tensors.items():
+        if tuple(tensor.shape) != tuple(params[name].shape):
+            raise ImportanceMismatchError(
+                f"importance for {name!r} has shape {tuple(tensor.shape)} but the model's "
+                f"parameter has shape {tuple(params[name].shape)}; recompute the importance")
+    actual = weights_hash(model)
+    if actual != weights_sha256:
+        raise ImportanceMismatchError(
+            f"importance file {str(path)!r} was computed for weights with hash "
+            f"{weights_sha256[:12]}..., but the model's weights hash to {actual[:12]}...; "
+            "recompute it for these weights with 'rdcompress importance'")

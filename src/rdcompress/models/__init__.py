@@ -1,0 +1,24 @@
+"""Model zoo, preprocessing, and weight loading.
+
+>>> from rdcompress.models import build, load_model
+>>> net = build("mnist-mlp")                                  # random init
+>>> loaded = load_model("resnet20", weights="resnet20-12fca82f.th")
+"""
+
+from rdcompress.models.loading import (
+    LoadedModel,
+    check_finite,
+    load_model,
+    load_state,
+    load_weights,
+    parameter_count,
+    sidecar_path,
+)
+from rdcompress.models.preprocessing import Preprocessing
+from rdcompress.models.zoo import ZOO, ZooEntry, build, build_from_spec, get_entry, import_factory
+
+__all__ = [
+    "ZOO", "LoadedModel", "Preprocessing", "ZooEntry", "build", "build_from_spec",
+    "check_finite", "get_entry", "import_factory", "load_model", "load_state", "load_weights",
+    "parameter_count", "sidecar_path",
+]

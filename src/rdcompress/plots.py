@@ -1,0 +1,89 @@
+"""Plots made from result rows (so any figure can be redrawn from results.json alone).
+
+The paper's form (Figures 2–5): test accuracy and test cross-entropy against the compression
+ratio, one curve per objective, separately for pruning and quantization; plus KL against bits per
+weight — the rate–distortion curve measured on the model's outputs with the file's real rate.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+STYLE = {"baseline": ("k", "o"), "fisher": ("tab:blue", "s"), "gradient": ("tab:orange", "^"),
+         "hessian": ("tab:green", "v"), "gradient+hessian": ("tab:red", "D")}
+
+
+def _curves(rows: Sequence[dict[str, Any]], method: str, x: str, y: str):
+    by_objective: dict[str, list[tuple[float, float]]] = {}
+    for row in rows:
+        if row["method"] == method and row.get(x) is not None and row.get(y) is not None:
+            by_objective.setdefault(row["objective"], []).append((row[x], row[y]))
+    return {k: sorted(v) for k, v in by_objective.items()}
+
+
+def plot_sweep(rows: Sequence[dict[str, Any]], out_dir: str | Path, title: str = "",
+               reference: dict[str, Any] | None = None) -> list[Path]:
+    """Write ``{method}.png`` (accuracy and cross-entropy vs ratio) and ``kl-vs-bits.png``."""
+    out = Path(out_dir)
+    written = []
+    methods = sorted({row["method"] for row in rows})
+    for method in methods:
+        x = "paper_ratio" if method == "prune" else "file_ratio"
+        xlabel = ("kept fraction of weights (paper's ratio)" if method == "prune"
+                  else "compression ratio (fp32 bytes ÷ .rdz file bytes)")
+        fig, axes = plt.subplots(2, 1, figsize=(6, 7), sharex=True)
+        for ax, metric, label in ((axes[0], "accuracy", "test accuracy"),
+                                  (axes[1], "cross_entropy", "test cross-entropy (nats)")):
+            for objective, points in _curves(rows, method, x, metric).items():
+                color, marker = STYLE.get(objective, (None, "x"))
+                ax.plot(*zip(*points, strict=True), marker=marker, color=color, label=objective)
+            if reference and reference.get(metric) is not None:
+                ax.axhline(reference[metric], color="gray", ls=":", label="original")
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+        if method == "prune":
+            axes[1].set_yscale("log")
+        else:
+            axes[0].set_xscale("log")
+        axes[1].set_xlabel(xlabel)
+        axes[0].legend(fontsize=8)
+        axes[0].set_title(f"{title}: {method}")
+        fig.tight_layout()
+        path = out / f"{method}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method, linestyle in (("prune", "--"), ("quantize", "-")):
+        for objective, points in _curves(rows, method, "bits_per_weight", "kl").items():
+            color, marker = STYLE.get(objective, (None, "x"))
+            xs, ys = zip(*points, strict=True)
+            ax.plot(xs, [max(v, 1e-8) for v in ys], ls=linestyle, marker=marker, color=color,
+                    label=f"{method} / {objective}")
+    ax.set_yscale("log")
+    ax.set_xlabel("bits per weight (file, everything counted)")
+    ax.set_ylabel("E_x KL(f_compressed || f_original)")
+    ax.set_title(f"{title}: distortion vs rate")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    path = out / "kl-vs-bits.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    written.append(path)
+    return written
+
+
+def replot(results_json: str | Path, out_dir: str | Path | None = None) -> list[Path]:
+    """Redraw the sweep figures from a results.json."""
+    results_json = Path(results_json)
+    rows = json.loads(results_json.read_text())
+    return plot_sweep(rows, out_dir or results_json.parent)

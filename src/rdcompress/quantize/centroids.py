@@ -1,0 +1,91 @@
+"""Optimal centroid of one cluster, given its assignment (the k-means update step), vectorized.
+
+For a cluster C the update minimizes Σ_{i∈C} I_i (w_i − c)² + H_i (w_i − c)⁴ over c:
+
+* H = 0: c = Σ I w / Σ I (the weighted mean; Choi et al. 2016);
+* H ≠ 0: the derivative set to zero is App. C.2's cubic
+      (Σ4H) c³ − (Σ12Hw) c² + (Σ(12Hw² + 2I)) c − Σ(4Hw³ + 2Iw) = 0,
+  whose discriminant Δ0 = b² − 3ac < 0, so it is strictly increasing with one real root;
+* Σ I = Σ H = 0 (no importance at all): the plain mean, so the centroid stays inside the cluster.
+
+All functions take per-cluster sums (shape (k,)) so that callers can get them from prefix sums of
+sorted weights (contiguous clusters) or from ``np.bincount`` (arbitrary clusters).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class ClusterSums:
+    """Per-cluster moments, each (k,). Quartic fields are None when H is absent."""
+
+    count: np.ndarray  # number of weights
+    w: np.ndarray  # Σ w
+    I: np.ndarray  # Σ I
+    Iw: np.ndarray  # Σ I w
+    H: np.ndarray | None = None  # Σ H
+    Hw: np.ndarray | None = None  # Σ H w
+    Hw2: np.ndarray | None = None  # Σ H w²
+    Hw3: np.ndarray | None = None  # Σ H w³
+
+
+def cluster_sums(
+    w: np.ndarray, I: np.ndarray, H: np.ndarray | None, assignments: np.ndarray, k: int
+) -> ClusterSums:
+    """Moments of arbitrary (non-contiguous) clusters via bincount; w, I, H, assignments (n,)."""
+
+    def total(values=None):
+        return np.bincount(assignments, weights=values, minlength=k).astype(np.float64)
+
+    sums = ClusterSums(count=total(), w=total(w), I=total(I), Iw=total(I * w))
+    if H is not None:
+        hw = H * w
+        sums.H, sums.Hw, sums.Hw2, sums.Hw3 = total(H), total(hw), total(hw * w), total(hw * w * w)
+    return sums
+
+
+def update_centroids(sums: ClusterSums, previous: np.ndarray) -> np.ndarray:
+    """New centroids (k,); an empty cluster keeps its previous centroid (it costs nothing)."""
+    centroid = previous.astype(np.float64, copy=True)
+    has_mass = sums.I > 0
+    centroid[has_mass] = sums.Iw[has_mass] / sums.I[has_mass]
+    plain = (~has_mass) & (sums.count > 0)
+    centroid[plain] = sums.w[plain] / sums.count[plain]
+    if sums.H is not None:
+        quartic = sums.H > 0
+        if np.any(quartic):
+            centroid[quartic] = quartic_root(
+                sums.H[quartic], sums.Hw[quartic], sums.Hw2[quartic], sums.Hw3[quartic],
+                sums.I[quartic], sums.Iw[quartic],
+            )
+    return centroid
+
+
+def quartic_root(sH, sHw, sHw2, sHw3, sI, sIw) -> np.ndarray:
+    """The single real root of App. C.2's cubic, for clusters with Σ H > 0 (arrays (k,)).
+
+    Substituting c = m + t with m = ΣHw/ΣH (the H-weighted mean) gives the depressed cubic
+    t³ + p t + q = 0 with p = 3·Var_H(w) + ΣI/(2ΣH) >= 0, so (q/2)² + (p/3)³ >= 0 and Cardano's
+    formula has one real branch. Two Newton steps on the full cubic polish the rounding.
+    """
+    a, b = 4.0 * sH, -12.0 * sHw
+    c, d = 12.0 * sHw2 + 2.0 * sI, -(4.0 * sHw3 + 2.0 * sIw)
+    B, C, D = b / a, c / a, d / a
+    m = -B / 3.0
+    p = np.maximum(C - B * B / 3.0, 0.0)  # >= 0 in exact arithmetic (Cauchy-Schwarz)
+    q = 2.0 * B**3 / 27.0 - B * C / 3.0 + D
+    s = np.sqrt((q / 2.0) ** 2 + (p / 3.0) ** 3)
+    # The branch of larger magnitude avoids cancellation; t = u − p/(3u).
+    u = np.cbrt(-q / 2.0 - np.where(q >= 0, s, -s))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(u != 0, u - p / (3.0 * u), 0.0)
+    x = m + t
+    for _ in range(2):  # Newton on a x³ + b x² + c x + d; its derivative is > 0 everywhere
+        f = ((a * x + b) * x + c) * x + d
+        fp = (3.0 * a * x + 2.0 * b) * x + c
+        x = np.where(fp > 0, x - f / np.where(fp > 0, fp, 1.0), x)
+    return x

@@ -1,0 +1,253 @@
+"""Rate–distortion sweeps: compress one model with every (method, objective, setting) of a grid.
+
+For each run: compress -> write a real ``.rdz`` file -> load it back -> evaluate against the
+original on held-out data. One row per run (see ``ROW_FIELDS``) goes to ``results.jsonl`` as soon
+as it finishes, so an interrupted sweep resumes without redoing finished runs. Trained models and
+importance estimates are cached in the output directory and computed once per objective.
+At the end: ``results.csv``, ``results.json``, plots (``plots.py``) and ``summary.md``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rdcompress._io import atomic_write_text
+from rdcompress.errors import ConfigError
+from rdcompress.models import LoadedModel, load_model
+from rdcompress.progress import progress
+
+ROW_FIELDS = [
+    "method", "objective", "setting", "value", "paper_ratio", "file_ratio", "file_bytes",
+    "bits_per_weight", "accuracy", "cross_entropy", "kl", "reverse_kl", "agreement",
+    "seconds", "seed",
+]
+OBJECTIVES = ("baseline", "fisher", "gradient", "hessian", "gradient+hessian")
+
+
+@dataclass
+class SweepConfig:
+    model: str = "digits-mlp"  # zoo name (trained here if no weights), or a trained .safetensors
+    weights: str | None = None  # weights for a zoo MODEL (skips training)
+    data: str | None = None  # dataset name (default: the model's)
+    data_dir: str | None = None
+    output_dir: str = "runs/sweep-digits-mlp"
+    methods: tuple[str, ...] = ("prune", "quantize")
+    objectives: tuple[str, ...] = OBJECTIVES
+    kept_fractions: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5)  # pruning settings
+    clusters: tuple[int, ...] = (2, 3, 4, 8, 16)  # quantization settings (k per layer)
+    algorithm: str = "lloyd"  # quantizer: lloyd (paper) | optimal | entropy
+    coder: str = "ans"  # entropy coder of the .rdz files
+    calibration_samples: int = 1024  # training samples used to estimate importance
+    temperature: float | str = 1.0  # importance temperature, or "auto" (fit on val)
+    hessian_mu: float = 0.0  # regularizer added to Hessian estimates (App. C.3.2)
+    eval_split: str = "test"
+    eval_limit: int | None = None
+    train_epochs: int | None = None  # when the model must be trained first
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for method in self.methods:
+            if method not in ("prune", "quantize"):
+                raise ConfigError(f"method {method!r} must be 'prune' or 'quantize'")
+        for objective in self.objectives:
+            if objective not in OBJECTIVES:
+                raise ConfigError(f"objective {objective!r} must be one of {OBJECTIVES}")
+        for fraction in self.kept_fractions:
+            if not 0 < fraction <= 1:
+                raise ConfigError(f"kept fraction {fraction} must be in (0, 1]")
+        for k in self.clusters:
+            if k < 1:
+                raise ConfigError(f"clusters={k} must be >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SweepResult:
+    rows: list[dict[str, Any]]
+    output_dir: Path
+    reference: dict[str, Any] = field(default_factory=dict)  # the original model's metrics
+    seconds: float = 0.0
+
+
+def _run_key(method: str, objective: str, value: float) -> str:
+    return f"{method}|{objective}|{value:g}"
+
+
+def _prepare_model(config: SweepConfig, out: Path) -> LoadedModel:
+    path = Path(config.model)
+    if path.suffix in (".safetensors", ".rdz") or path.is_file() or config.weights:
+        return load_model(config.model, weights=config.weights)
+    trained = out / f"{config.model}.safetensors"
+    if not trained.is_file():
+        from rdcompress.train import TrainConfig, save_trained, train
+
+        epochs = config.train_epochs or (40 if config.model == "digits-mlp" else 10)
+        result = train(TrainConfig(model=config.model, dataset=config.data,
+                                   data_dir=config.data_dir, epochs=epochs, seed=config.seed))
+        save_trained(result, trained)
+    return load_model(trained)
+
+
+def run_sweep(config: SweepConfig) -> SweepResult:
+    from rdcompress.data import load_dataset
+    from rdcompress.evaluate import classification_metrics, collect_outputs
+    from rdcompress.pipeline import make_loader
+
+    start = time.perf_counter()
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+    loaded = _prepare_model(config, out)
+    dataset = config.data or loaded.dataset
+    if dataset is None:
+        raise ConfigError("no dataset known for this model: set data")
+    test = load_dataset(dataset, split=config.eval_split, data_dir=config.data_dir)
+    test_loader = make_loader(test, loaded.preprocessing, 512, limit=config.eval_limit)
+    reference_logits, labels = collect_outputs(loaded.module, test_loader)
+    reference = classification_metrics(reference_logits, labels).to_dict()
+
+    results_path = out / "results.jsonl"
+    done = _read_rows(results_path)
+    grid = [(m, o, v) for m in config.methods for o in config.objectives
+            for v in (config.kept_fractions if m == "prune" else config.clusters)]
+    todo = [g for g in grid if _run_key(*g) not in done]
+    importances: dict[str, Any] = {}
+    for method, objective, value in progress(todo, desc="sweep", unit="run"):
+        if objective not in importances:
+            importances[objective] = _importance(config, loaded, dataset, objective, out)
+        row = _one_run(config, loaded, importances[objective], method, objective, value,
+                       test_loader, reference_logits, labels, out)
+        done[_run_key(method, objective, value)] = row
+        with open(results_path, "a") as handle:  # append-only log: resumable
+            handle.write(json.dumps(row) + "\n")
+    rows = [done[_run_key(*g)] for g in grid]
+    _write_tables(rows, out)
+    from rdcompress.plots import plot_sweep
+    from rdcompress.summary import write_summary
+
+    plot_sweep(rows, out, title=f"{config.model} on {dataset}", reference=reference)
+    write_summary(rows, out / "summary.md", config=config.to_dict(), reference=reference,
+                  dataset=dataset)
+    return SweepResult(rows, out, reference, time.perf_counter() - start)
+
+
+def _importance(config: SweepConfig, loaded: LoadedModel, dataset: str, objective: str,
+                out: Path) -> Any:
+    from rdcompress.importance import Importance, baseline_importance, compute_importance
+
+    if objective == "baseline":
+        return baseline_importance(loaded.module)
+    cached = out / f"importance-{objective.replace('+', '-')}.safetensors"
+    if cached.is_file():
+        return Importance.load(cached, loaded.module)
+    from rdcompress.data import load_dataset
+    from rdcompress.pipeline import make_loader, tensor_loader
+
+    train = load_dataset(dataset, split="train", data_dir=config.data_dir)
+    loader = make_loader(train, loaded.preprocessing, 128, shuffle=True, seed=config.seed,
+                         limit=None)
+    calibration = tensor_loader(*_subset(loader, config.calibration_samples), batch_size=128)
+    kwargs: dict[str, Any] = {"temperature": config.temperature}
+    if config.temperature == "auto":
+        val = load_dataset(dataset, split="val", data_dir=config.data_dir)
+        kwargs["heldout"] = make_loader(val, loaded.preprocessing, 512)
+    if objective in ("hessian", "gradient+hessian"):
+        kwargs["mu"] = config.hessian_mu
+    importance = compute_importance(loaded.module, calibration, objective, seed=config.seed,
+                                    **kwargs)
+    importance.save(cached)
+    return importance
+
+
+def _subset(loader: Any, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``count`` samples of a seeded shuffled loader, already preprocessed."""
+    inputs, targets, seen = [], [], 0
+    for x, y in loader:
+        inputs.append(x)
+        targets.append(y)
+        seen += len(y)
+        if seen >= count:
+            break
+    return torch.cat(inputs)[:count], torch.cat(targets)[:count]
+
+
+def _one_run(config: SweepConfig, loaded: LoadedModel, importance: Any, method: str,
+             objective: str, value: float, test_loader: Any, reference_logits: torch.Tensor,
+             labels: torch.Tensor, out: Path) -> dict[str, Any]:
+    from rdcompress.compress import PruneConfig, QuantizeConfig, compress, load
+    from rdcompress.evaluate import classification_metrics, collect_outputs
+
+    start = time.perf_counter()
+    if method == "prune":
+        method_config: Any = PruneConfig(kept_fraction=float(value))
+        setting = f"kept={value:g}"
+    else:
+        method_config = QuantizeConfig(clusters=int(value), algorithm=config.algorithm)
+        setting = f"k={int(value)}"
+    compressed = compress(loaded.module, method_config, importance, model_spec=loaded.spec,
+                          coder=config.coder)
+    path = out / "models" / f"{method}-{objective.replace('+', '-')}-{value:g}.rdz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    summary = compressed.save(path)
+    module = load(path, model=None if loaded.spec else _fresh_copy(loaded.module))
+    logits, _ = collect_outputs(module, test_loader)
+    metrics = classification_metrics(logits, labels, reference_logits)
+    file_bytes = path.stat().st_size
+    original_bytes = _fp32_bytes(loaded.module)
+    paper_ratio = (float(value) if method == "prune"
+                   else getattr(summary, "paper_ratio", None))
+    return {
+        "method": method, "objective": objective, "setting": setting, "value": float(value),
+        "paper_ratio": paper_ratio,
+        "file_ratio": original_bytes / file_bytes, "file_bytes": file_bytes,
+        "bits_per_weight": getattr(summary, "bits_per_weight", None),
+        "accuracy": metrics.accuracy, "cross_entropy": metrics.cross_entropy,
+        "kl": metrics.kl, "reverse_kl": metrics.reverse_kl, "agreement": metrics.agreement,
+        "seconds": round(time.perf_counter() - start, 3), "seed": config.seed,
+    }
+
+
+def _fresh_copy(module: torch.nn.Module) -> torch.nn.Module:
+    import copy
+
+    return copy.deepcopy(module)
+
+
+def _fp32_bytes(module: torch.nn.Module) -> int:
+    """Bytes of the original state_dict stored as fp32 (integer buffers at their own size)."""
+    total = 0
+    for tensor in module.state_dict().values():
+        total += tensor.numel() * (4 if tensor.is_floating_point() else tensor.element_size())
+    return total
+
+
+def _read_rows(path: Path) -> dict[str, dict[str, Any]]:
+    rows: dict[str, dict[str, Any]] = {}
+    if not path.is_file():
+        return rows
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by an interruption: that run is redone
+        rows[_run_key(row["method"], row["objective"], row["value"])] = row
+    return rows
+
+
+def _write_tables(rows: list[dict[str, Any]], out: Path) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=ROW_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out / "results.csv", buffer.getvalue())
+    atomic_write_text(out / "results.json", json.dumps(rows, indent=2) + "\n")
