@@ -21,12 +21,18 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     yield
 
 
-def shared_data_or_skip(*parts: str) -> Path:
+def _shared_data_or_skip(*parts: str) -> Path:
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
         pytest.skip(f"{path} is absent: this test needs the shared data directory "
                     "../shared/data beside the repository")
     return path
+
+
+@pytest.fixture
+def shared_data():
+    """``shared_data("mnist", "file")`` -> the path under ../shared/data, or skip with a reason."""
+    return _shared_data_or_skip
 
 
 os.environ.setdefault("RDCOMPRESS_PROGRESS", "0")

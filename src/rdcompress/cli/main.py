@@ -22,6 +22,7 @@ COMMANDS: tuple[str, ...] = (
     "sweep",
     "train",
     "evaluate",
+    "bound",
     "datasets",
     "models",
 )

@@ -92,3 +92,69 @@ def unpack_bits(data: bytes | memoryview, count: int, where: str) -> np.ndarray:
             f"{where}: expected {expected} bytes for {count} bits, found {len(data)}"
         )
     return np.unpackbits(np.frombuffer(data, dtype=np.uint8), count=count)
+
+
+# Rice parameters tried when coding a table of small integers (frequency / code-length tables).
+_MAX_RICE_PARAMETER = 40
+
+
+def _rice_bits(values: np.ndarray, parameter: int) -> str:
+    low_mask = (1 << parameter) - 1
+    return "".join(
+        "1" * (int(v) >> parameter) + "0" + (format(int(v) & low_mask, f"0{parameter}b")
+                                             if parameter else "")
+        for v in values
+    )
+
+
+def encode_uint_table(values: np.ndarray) -> bytes:
+    """A table of non-negative integers, Rice-coded with the best parameter r.
+
+    Layout: u8 r, then per value: (v >> r) ones, a zero, the r low bits of v (MSB first); bits
+    packed MSB first, zero padded to a byte. Frequency and code-length tables are short and
+    smooth, so this costs a few bits per entry instead of a varint's 8 or 16.
+    """
+    values = np.asarray(values, dtype=np.int64)
+    if values.size == 0:
+        return bytes([0])
+    top = int(values.max())
+    best = None
+    for parameter in range(0, min(top.bit_length() + 1, _MAX_RICE_PARAMETER) + 1):
+        bits = int(((values >> parameter) + 1 + parameter).sum())
+        if best is None or bits < best[0]:
+            best = (bits, parameter)
+    assert best is not None
+    parameter = best[1]
+    text = _rice_bits(values, parameter)
+    bit_array = np.frombuffer(text.encode("ascii"), dtype=np.uint8) - ord("0")
+    return bytes([parameter]) + pack_bits(bit_array)
+
+
+def decode_uint_table(reader: ByteReader, count: int) -> np.ndarray:
+    """Inverse of :func:`encode_uint_table`: (count,) int64; consumes exactly its bytes."""
+    parameter = reader.read_u8()
+    if parameter > _MAX_RICE_PARAMETER:
+        raise FormatError(f"{reader.where}: Rice parameter {parameter} is out of range")
+    if count == 0:
+        return np.zeros(0, dtype=np.int64)
+    start = reader.pos
+    bits = np.unpackbits(np.frombuffer(reader.data[start:], dtype=np.uint8))
+    zeros = np.flatnonzero(bits == 0).tolist()  # unary terminators are zeros
+    values = np.empty(count, dtype=np.int64)
+    position, zero_index = 0, 0
+    low_weights = 1 << np.arange(parameter - 1, -1, -1, dtype=np.int64)
+    for index in range(count):
+        # Skip zeros that lie inside earlier low-bit fields.
+        while zero_index < len(zeros) and zeros[zero_index] < position:
+            zero_index += 1
+        if zero_index == len(zeros):
+            raise FormatError(f"{reader.where}: table ends after {index} of {count} entries")
+        terminator = zeros[zero_index]
+        end = terminator + 1 + parameter
+        if end > len(bits):
+            raise FormatError(f"{reader.where}: table ends after {index} of {count} entries")
+        low = int(bits[terminator + 1:end] @ low_weights) if parameter else 0
+        values[index] = ((terminator - position) << parameter) | low
+        position = end
+    reader.pos = start + (position + 7) // 8
+    return values

@@ -16,11 +16,11 @@ from __future__ import annotations
 import constriction
 import numpy as np
 
-from rdcompress.codec._bytes import ByteReader, encode_varints
+from rdcompress.codec._bytes import ByteReader, decode_uint_table, encode_uint_table
 from rdcompress.errors import FormatError
 
 # Precision 0 means "exact counts"; others are fixed-point totals 2**P.
-_CANDIDATE_PRECISIONS = (0, 8, 10, 12, 14, 16)
+_CANDIDATE_PRECISIONS = (0, 4, 6, 8, 10, 12, 14, 16)
 
 
 def _model(frequencies: np.ndarray):
@@ -42,7 +42,7 @@ def quantize_frequencies(counts: np.ndarray, precision: int) -> np.ndarray:
 
 def _table_cost_bits(counts: np.ndarray, frequencies: np.ndarray) -> float:
     """Bits of the stored table plus the expected payload under the table's model."""
-    table_bits = 8 * (1 + len(encode_varints(frequencies)))
+    table_bits = 8 * (1 + len(encode_uint_table(frequencies)))
     present = counts > 0
     probabilities = frequencies[present] / frequencies.sum()
     return table_bits + float(-(counts[present] * np.log2(probabilities)).sum())
@@ -63,7 +63,7 @@ def choose_frequencies(counts: np.ndarray) -> tuple[int, np.ndarray]:
 def encode_ans(symbols: np.ndarray, alphabet_size: int) -> bytes:
     """Model + payload of a non-empty stream with >= 2 distinct symbols (see module doc).
 
-    Layout: u8 precision, ``alphabet_size`` varint frequencies, payload words.
+    Layout: u8 precision, the frequency table (``encode_uint_table``), payload words.
     """
     symbols = np.ascontiguousarray(symbols, dtype=np.int32)  # (n,)
     counts = np.bincount(symbols, minlength=alphabet_size)
@@ -74,7 +74,7 @@ def encode_ans(symbols: np.ndarray, alphabet_size: int) -> bytes:
     trimmed = len(payload)
     while trimmed > len(payload) - 3 and trimmed > 0 and payload[trimmed - 1] == 0:
         trimmed -= 1
-    return bytes([precision]) + encode_varints(frequencies) + payload[:trimmed]
+    return bytes([precision]) + encode_uint_table(frequencies) + payload[:trimmed]
 
 
 def decode_ans(reader: ByteReader, count: int, alphabet_size: int) -> np.ndarray:
@@ -82,7 +82,7 @@ def decode_ans(reader: ByteReader, count: int, alphabet_size: int) -> np.ndarray
     precision = reader.read_u8()
     if precision not in _CANDIDATE_PRECISIONS:
         raise FormatError(f"{reader.where}: unknown ANS table precision {precision}")
-    frequencies = reader.read_varints(alphabet_size)
+    frequencies = decode_uint_table(reader, alphabet_size)
     if frequencies.sum() <= 0:
         raise FormatError(f"{reader.where}: ANS frequency table is all zero")
     payload = bytes(reader.rest())

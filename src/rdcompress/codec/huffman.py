@@ -1,6 +1,6 @@
 """Canonical Huffman coding of one symbol stream (the paper's coder), numpy-vectorized.
 
-Only code lengths are stored (one byte per symbol of the alphabet, 0 = absent); codes are
+Only code lengths are stored (a Rice-coded table, one entry per symbol, 0 = absent); codes are
 canonical: sorted by (length, symbol), each code = previous + 1, shifted left when the length
 grows. Lengths are capped at ``MAX_CODE_LENGTH`` by halving the counts and rebuilding (only
 pathological, Fibonacci-like histograms with millions of symbols ever need it).
@@ -18,7 +18,7 @@ import heapq
 
 import numpy as np
 
-from rdcompress.codec._bytes import ByteReader, pack_bits
+from rdcompress.codec._bytes import ByteReader, decode_uint_table, encode_uint_table, pack_bits
 from rdcompress.errors import FormatError
 
 MAX_CODE_LENGTH = 32
@@ -73,7 +73,7 @@ def canonical_codes(lengths: np.ndarray) -> np.ndarray:
 
 
 def encode_huffman(symbols: np.ndarray, alphabet_size: int) -> bytes:
-    """Code-length table (``alphabet_size`` bytes) + packed payload bits."""
+    """Code-length table (``encode_uint_table``) + packed payload bits."""
     symbols = np.asarray(symbols, dtype=np.int64)  # (n,)
     counts = np.bincount(symbols, minlength=alphabet_size)
     lengths = huffman_code_lengths(counts)
@@ -85,12 +85,12 @@ def encode_huffman(symbols: np.ndarray, alphabet_size: int) -> bytes:
     bit_in_code = np.arange(total_bits) - starts[owner]
     shift = (symbol_lengths[owner] - 1 - bit_in_code).astype(np.uint64)
     bits = (codes[symbols[owner]] >> shift) & np.uint64(1)
-    return lengths.astype(np.uint8).tobytes() + pack_bits(bits)
+    return encode_uint_table(lengths) + pack_bits(bits)
 
 
 def decode_huffman(reader: ByteReader, count: int, alphabet_size: int) -> np.ndarray:
     """Inverse of :func:`encode_huffman`; consumes the rest of ``reader``. Returns (count,)."""
-    lengths = np.frombuffer(reader.read(alphabet_size), dtype=np.uint8).astype(np.int64)
+    lengths = decode_uint_table(reader, alphabet_size)
     payload = np.frombuffer(reader.rest(), dtype=np.uint8)
     where = reader.where
     if lengths.max(initial=0) > MAX_CODE_LENGTH or not lengths.any():

@@ -26,11 +26,9 @@ FLOAT_DTYPES = ("float64", "float32", "float16", "bfloat16")
 
 def _to_numpy(array, dtype: str | None) -> tuple[np.ndarray, str]:
     """Array-like (numpy or torch) -> (numpy storage array, dtype name)."""
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        torch = None
-    if torch is not None and isinstance(array, torch.Tensor):
+    import torch
+
+    if isinstance(array, torch.Tensor):
         tensor = array.detach().cpu().contiguous()
         if tensor.dtype == torch.bfloat16:
             return tensor.view(torch.int16).numpy().view(np.uint16), "bfloat16"
@@ -51,7 +49,8 @@ def _to_numpy(array, dtype: str | None) -> tuple[np.ndarray, str]:
             f"array of numpy dtype {array.dtype} was declared as {name!r}; cast it first "
             f"(the codec never converts values silently)"
         )
-    return np.ascontiguousarray(array, dtype=STORAGE_DTYPES[name]), name
+    # ascontiguousarray would turn a 0-d array into shape (1,): keep the shape explicitly.
+    return np.ascontiguousarray(array, dtype=STORAGE_DTYPES[name]).reshape(array.shape), name
 
 
 def _check_mask(mask, numel: int, name: str) -> np.ndarray:

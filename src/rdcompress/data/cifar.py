@@ -39,7 +39,7 @@ def _allowed_globals() -> dict[tuple[str, str], object]:
             _ALLOWED[(module, "_reconstruct")] = reconstruct
             _ALLOWED[(module, "scalar")] = multiarray.scalar
         for module in ("numpy.core.numeric", "numpy._core.numeric"):
-            _ALLOWED[(module, "_frombuffer")] = numeric._frombuffer
+            _ALLOWED[(module, "_frombuffer")] = getattr(numeric, "_frombuffer")  # noqa: B009
         _ALLOWED[("numpy", "ndarray")] = np.ndarray
         _ALLOWED[("numpy", "dtype")] = np.dtype
         _ALLOWED[("_codecs", "encode")] = codecs.encode

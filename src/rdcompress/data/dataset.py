@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ class ImageDataset(Dataset):
 
     def __init__(
         self, images: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray,
-        classes: list[str], name: str, split: str, *, scale: float = 255.0,
+        classes: Sequence[str], name: str, split: str, *, scale: float = 255.0,
         source: Path | None = None, checksums: dict[str, str] | None = None,
     ):
         images = torch.as_tensor(np.ascontiguousarray(images))

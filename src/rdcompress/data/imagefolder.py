@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from rdcompress._io import atomic_write, atomic_write_text
-from rdcompress.data.locate import IMAGE_SUFFIXES, is_image_folder
+from rdcompress.data.paths import IMAGE_SUFFIXES, is_image_folder
 from rdcompress.data.verify import cache_dir
 from rdcompress.errors import CorruptFileError, DatasetNotFoundError
 from rdcompress.progress import progress
@@ -130,17 +130,24 @@ def decode_split(
              for c in sorted(members) for source, data in sorted(members[c])]
     if not items:
         raise DatasetNotFoundError(f"{desc}: the split folder holds no .png/.jpg images")
+    from PIL import ImageFile
+
     images: list[np.ndarray] = []
     first_source = items[0][1]
-    for _, source, data in progress(items, desc=f"decoding {desc}", total=len(items)):
-        pixels = decode_image(data, source)
-        if images and pixels.shape != images[0].shape:
-            raise CorruptFileError(
-                f"{source} is {pixels.shape[2]}x{pixels.shape[1]} but {first_source} is "
-                f"{images[0].shape[2]}x{images[0].shape[1]}: all images of a split must share a "
-                f"size. Resize them first."
-            )
-        images.append(pixels)
+    # Another library may have told PIL to pad truncated files silently; never here.
+    lenient, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
+    try:
+        for _, source, data in progress(items, desc=f"decoding {desc}", total=len(items)):
+            pixels = decode_image(data, source)
+            if images and pixels.shape != images[0].shape:
+                raise CorruptFileError(
+                    f"{source} is {pixels.shape[2]}x{pixels.shape[1]} but {first_source} is "
+                    f"{images[0].shape[2]}x{images[0].shape[1]}: all images of a split must "
+                    f"share a size. Resize them first."
+                )
+            images.append(pixels)
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = lenient
     labels = np.array([label for label, _, _ in items], dtype=np.int64)
     return np.stack(images), labels
 
@@ -176,7 +183,7 @@ def _load_cache(stem: Path) -> FolderSplit | None:
 
 def _save_cache(stem: Path, result: FolderSplit) -> None:
     try:
-        if result.images is not None:
+        if result.images is not None and result.labels is not None:
             for suffix, array in ((".images.npy", result.images), (".labels.npy", result.labels)):
                 with atomic_write(stem.with_suffix(suffix)) as handle:
                     np.save(handle, array, allow_pickle=False)

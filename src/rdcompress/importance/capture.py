@@ -23,7 +23,7 @@ from torch.utils._pytree import tree_flatten, tree_map
 
 from rdcompress.errors import ConfigError, NonFiniteError
 from rdcompress.importance.fallback import CallRecord, fallback_squares
-from rdcompress.importance.rules import Rule, rule_for
+from rdcompress.importance.rules import Rule, linear_from_squared_grads, linear_rule, rule_for
 
 
 @dataclass
@@ -33,10 +33,39 @@ class Site:
     rule: Rule | None               # None: torch.func fallback over the subtree
     params: dict[str, str]          # local parameter name -> full name in the model
     records: list[CallRecord] = field(default_factory=list)
+    pending: dict[str, Tensor] = field(default_factory=dict)  # folded sums, by full name
+    squared_grads: Tensor | None = None  # separable Linear: sum over directions of g^2 (N, out)
 
     @property
     def kind(self) -> str:
-        return type(self.module).__name__ if self.rule else f"{type(self.module).__name__} (torch.func)"
+        name = type(self.module).__name__
+        return name if self.rule else f"{name} (torch.func)"
+
+    @property
+    def separable(self) -> bool:
+        """One 2-D call of a Linear: squared gradients can be summed over directions first."""
+        return (self.rule is linear_rule and len(self.records) == 1
+                and self.records[0].args[0].dim() == 2)
+
+    def add_direction(self) -> None:
+        """Fold the output gradients of the latest backward pass into ``pending``."""
+        if self.separable:
+            grad = self.records[0].grads[0]
+            if grad is not None:
+                self.squared_grads = grad * grad if self.squared_grads is None \
+                    else self.squared_grads.addcmul_(grad, grad)
+            return
+        for name, value in self.squares().items():
+            self.pending[name] = self.pending[name] + value if name in self.pending else value
+
+    def take(self) -> dict[str, Tensor]:
+        """The sums folded since the last call: {full name: sum over samples and directions}."""
+        if self.squared_grads is not None:
+            x = _checked_input(self, self.records[0])
+            local = linear_from_squared_grads(self.module, x, self.squared_grads)
+            self.pending = {self.params[k]: v for k, v in local.items() if k in self.params}
+        out, self.pending, self.squared_grads = self.pending, {}, None
+        return out
 
     def squares(self) -> dict[str, Tensor]:
         """{full name: sum_n (d s_n / d param)^2} from the recorded calls; {} if none live."""
@@ -117,6 +146,7 @@ class Capture:
     def clear(self) -> None:
         for site in self.sites:
             site.records.clear()
+            site.pending, site.squared_grads = {}, None
 
     def clear_grads(self) -> None:
         for site in self.sites:
@@ -152,9 +182,12 @@ class Capture:
         targets: dict[int, Tensor] = {}
         for site in self.sites:
             if any(not record.input_requires_grad for record in site.records):
-                for param in site.module.parameters():
-                    if param.requires_grad:
-                        targets[id(param)] = param
+                # One parameter suffices to pull the gradient through the site's outputs; the
+                # smallest (a bias) keeps autograd from forming a large weight gradient.
+                trainable = [p for p in site.module.parameters() if p.requires_grad]
+                if trainable:
+                    smallest = min(trainable, key=lambda p: p.numel())
+                    targets[id(smallest)] = smallest
         return list(targets.values())
 
 

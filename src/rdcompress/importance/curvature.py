@@ -195,8 +195,8 @@ def _numerical_reason(model: nn.Module, x: Tensor, trainable: dict[str, Tensor])
         with torch.no_grad():
             z = logits_of(p.detach())
         dz, d2z = jvp(first, (p.detach(),), (v,))
-        scale = float(z.abs().max() + dz.abs().max()) + 1e-30
-        if float(d2z.abs().max()) > 1e3 * eps * scale:
+        scale = float(z.abs().max() + dz.detach().abs().max()) + 1e-30
+        if float(d2z.detach().abs().max()) > 1e3 * eps * scale:
             return (f"the logits are not locally linear in parameter {name!r} "
                     "(a nonlinearity such as tanh, GELU, softmax or a product of activations)")
     return None
@@ -290,7 +290,8 @@ class HookedGGN:
                     f"the input of a {type(call.module).__name__} was modified in place after "
                     "the layer used it; per-sample gradients need it unchanged (avoid in-place "
                     "ops on layer inputs, or use method='hutchinson')")
-            for attr, value in KERNELS[type(call.module)](call.module, call.input, g).items():
+            kernel = KERNELS[type(call.module)]
+            for attr, value in kernel(call.module, call.input.detach(), g).items():
                 param = getattr(call.module, attr)
                 name = self.param_names.get(id(param))
                 if name is None:  # frozen parameter

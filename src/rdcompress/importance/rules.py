@@ -41,16 +41,24 @@ def _squares_of_per_sample(per_sample: dict[str, Tensor]) -> dict[str, Tensor]:
     return {name: (grad * grad).sum(0) for name, grad in per_sample.items()}
 
 
+def linear_from_squared_grads(module: nn.Module, x: Tensor, g2: Tensor) -> dict[str, Tensor]:
+    """One position per sample: grad_n = g_n x_n^T, so sum_n grad_n^2 = (g^2)^T (x^2).
+
+    Separable: ``g2`` (N, out) may already be a sum of g^2 over several directions (exact
+    fisher: C backward passes, one matmul).
+    """
+    out = {"weight": g2.t() @ (x * x)}  # (out, in)
+    if module.bias is not None:
+        out["bias"] = g2.sum(0)
+    return out
+
+
 def linear_rule(module: nn.Module, calls: Sequence[Call]) -> dict[str, Tensor]:
     assert isinstance(module, nn.Linear)
     has_bias = module.bias is not None
     if len(calls) == 1 and calls[0][0].dim() == 2:
         x, g = calls[0]  # (N, in), (N, out): one position per sample
-        g2 = g * g
-        out = {"weight": g2.t() @ (x * x)}  # (out, in)
-        if has_bias:
-            out["bias"] = g2.sum(0)
-        return out
+        return linear_from_squared_grads(module, x, g * g)
     num = calls[0][0].shape[0]
     xs = torch.cat([x.reshape(num, -1, x.shape[-1]) for x, _ in calls], dim=1)  # (N, T, in)
     gs = torch.cat([g.reshape(num, -1, g.shape[-1]) for _, g in calls], dim=1)  # (N, T, out)
@@ -119,10 +127,11 @@ def _affine_rule(calls: Sequence[Call], normalize: Callable[[Tensor], Tensor],
     weight_grad: Tensor | int = 0
     bias_grad: Tensor | int = 0
     for x, g in calls:
-        dims = reduce_dims(x)
-        weight_grad = weight_grad + (g * normalize(x)).sum(dims)  # (N, *param_shape)
+        dims = reduce_dims(x)  # note: sum(dim=()) would reduce every dim, hence the guard
+        weighted = g * normalize(x)
+        weight_grad = weight_grad + (weighted.sum(dims) if dims else weighted)  # (N, *shape)
         if has_bias:
-            bias_grad = bias_grad + g.sum(dims)
+            bias_grad = bias_grad + (g.sum(dims) if dims else g)
     per_sample = {"weight": weight_grad}
     if has_bias:
         per_sample["bias"] = bias_grad

@@ -29,7 +29,7 @@ from rdcompress.quantize.sorted_layer import SortedLayer
 
 
 def optimal_quantize(
-    w, I=None, k: int = 16, *, exact_limit: int | None = 1 << 23, bins: int = 8192,
+    w, I=None, k: int = 16, *, exact_limit: int | None = 1 << 21, bins: int = 8192,
     polish_iter: int = 100,
 ) -> QuantizationResult:
     """The k-centroid quantizer minimizing Σ I_i (w_i − c_{A_i})² exactly (Cor. 2's objective).
@@ -57,9 +57,8 @@ def optimal_quantize(
     codebook = layer.centroids(edges, np.zeros(k))
     if exact:
         labels = layer.assignments(edges)
-        return QuantizationResult(
-            codebook=codebook, assignments=labels, objective=distortion(w, I, None, codebook[labels]),
-        )
+        objective = distortion(w, I, None, codebook[labels])
+        return QuantizationResult(codebook=codebook, assignments=labels, objective=objective)
     return lloyd_from(w, I, None, codebook, max_iter=polish_iter, tol=0.0, layer=layer)
 
 

@@ -44,7 +44,8 @@ def gaussian_rate(variance: float | np.ndarray, distortion: float | np.ndarray,
     if np.any(var <= 0) or not np.all(np.isfinite(var)):
         raise ConfigError(f"variance must be finite and > 0, got {variance!r}")
     if np.any(dist <= 0) or not np.all(np.isfinite(dist)):
-        raise ConfigError(f"distortion must be finite and > 0 (R(0) is infinite), got {distortion!r}")
+        raise ConfigError(f"distortion must be finite and > 0 (R(0) is infinite), "
+                          f"got {distortion!r}")
     return np.maximum(0.0, 0.5 * np.log(var / dist)) * nats_to(units)
 
 

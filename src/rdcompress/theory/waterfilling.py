@@ -104,7 +104,9 @@ class LinearRegressionBound:
     def rate(self, distortion: float | np.ndarray, units: str = "bits") -> float | np.ndarray:
         """max(0, R̲(D)) for the whole model; broadcasts over an array of distortions."""
         values = np.array([self.levels(d, units).rate for d in np.ravel(distortion)])
-        return float(values[0]) if np.ndim(distortion) == 0 else values.reshape(np.shape(distortion))
+        if np.ndim(distortion) == 0:
+            return float(values[0])
+        return values.reshape(np.shape(distortion))
 
     def distortion(self, rate: float | np.ndarray, units: str = "bits") -> float | np.ndarray:
         """D(R): the smallest distortion whose bound max(0, R̲) is ≤ ``rate``."""

@@ -1,6 +1,7 @@
 """Where dataset files are looked for, and the error that says where to put them.
 
-Search order of roots: the explicit ``data_dir``, then ``$RDCOMPRESS_DATA_DIR``, then
+Search order of roots: the explicit ``data_dir``, then ``$RDCOMPRESS_DATA_DIR`` (several
+directories may be joined with ``os.pathsep``), then
 ``~/.cache/rdcompress/datasets`` (where downloads go), then ``/usr/share/datasets`` (Debian's
 ``dataset-*`` packages). Within a root the files may sit in ``<root>/<name>/``, in ``<root>/``,
 or in the dataset's canonical sub-folders (``cifar-10-batches-py/``, ``MNIST/raw/``, ...), or
@@ -40,6 +41,8 @@ def search_roots(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
 
 
 def candidate_dirs(info: DatasetInfo, root: Path) -> list[Path]:
+    if info.format == "imagefolder":  # ROOT itself is never taken for an image folder
+        return [root / info.name]
     dirs = [root / info.name, root]
     for sub in info.subdirs:
         dirs += [root / info.name / sub, root / sub]

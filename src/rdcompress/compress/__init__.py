@@ -1,0 +1,19 @@
+"""Compress a model: one config dataclass + handler per method, and the model-level API.
+
+Methods (``registry.HANDLERS``): ``PruneConfig`` (greedy by I·w² + H·w⁴), ``QuantizeConfig``
+(per-layer importance-weighted codebooks), ``PruneQuantizeConfig`` (prune, then quantize the
+survivors). ``compress(model, config, importance)`` -> ``CompressedModel``; ``load(path)``.
+"""
+
+from rdcompress.compress._layers import LayerStats
+from rdcompress.compress.api import CompressedModel, compress, load
+from rdcompress.compress.prune import PruneConfig
+from rdcompress.compress.prune_quantize import PruneQuantizeConfig
+from rdcompress.compress.quantize import ALGORITHMS, QuantizeConfig
+from rdcompress.compress.registry import HANDLERS, METHODS, config_from_dict, handler_for
+
+__all__ = [
+    "ALGORITHMS", "HANDLERS", "METHODS", "CompressedModel", "LayerStats", "PruneConfig",
+    "PruneQuantizeConfig", "QuantizeConfig", "compress", "config_from_dict", "handler_for",
+    "load",
+]

@@ -1,0 +1,228 @@
+"""The model-level API: ``compress(model, config, importance)`` and ``load(path)``.
+
+>>> compressed = compress(model, QuantizeConfig(clusters=16), importance, model_spec=spec)
+>>> summary = compressed.save("model.rdz")           # the file size is the rate
+>>> net = load("model.rdz")                           # weights == compressed.state_dict(), bitwise
+
+The original model is never modified: every tensor is read, detached and copied.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from rdcompress._io import state_dict_sha256
+from rdcompress.codec import RawTensor, RdzSummary, read_rdz, write_rdz
+from rdcompress.compress._layers import DTYPE_NAMES, LayerInput, LayerStats
+from rdcompress.compress.registry import handler_for
+from rdcompress.errors import ConfigError, ImportanceMismatchError, ModelError, NonFiniteError
+
+CODERS = ("ans", "huffman")
+
+
+@dataclass
+class CompressedModel:
+    """The result of ``compress``: codec entries for every state_dict entry, plus statistics."""
+
+    tensors: list  # RawTensor | QuantizedTensor | PrunedTensor, in state_dict order
+    manifest: dict  # goes into the .rdz header
+    layers: dict[str, LayerStats]  # compressed layers only
+    coder: str = "ans"
+    _state: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """A NEW dict of the compressed weights, exactly what ``load`` will produce."""
+        return {name: tensor.clone() for name, tensor in self._state.items()}
+
+    def save(self, path: str | os.PathLike[str]) -> RdzSummary:
+        """Write the .rdz file atomically; returns the codec's byte accounting."""
+        return write_rdz(path, self.tensors, self.manifest, coder=self.coder)
+
+    @property
+    def distortion(self) -> float:
+        """Σ over compressed layers of Σ I (w − ŵ)² + H (w − ŵ)⁴."""
+        return sum(stats.distortion for stats in self.layers.values())
+
+
+def compress(
+    model: nn.Module, config: Any, importance: Any = None, *, model_spec: dict | None = None,
+    layers: list[str] | None = None, coder: str = "ans", model_metadata: dict | None = None,
+) -> CompressedModel:
+    """Compress ``model``'s layers by ``config`` (PruneConfig, QuantizeConfig, ...).
+
+    Args:
+        importance: an ``rdcompress.importance.Importance`` of this model (names, shapes and
+            weight hash are checked), or None for the baseline objective (I = 1).
+        model_spec: how to rebuild the architecture (``rdcompress.models.build_from_spec``);
+            stored in the manifest so ``load(path)`` needs no model. None: ``load`` needs model=.
+        layers: parameter names to compress; default every parameter with ndim >= 2 (the
+            weights of Linear/Conv layers). Everything else in the state_dict is stored raw.
+        coder: entropy coder of the file, "ans" or "huffman".
+        model_metadata: extra JSON about the model (preprocessing, dataset) for the manifest.
+    """
+    handler = handler_for(config)
+    if coder not in CODERS:
+        raise ConfigError(f"coder={coder!r} is unknown; use one of {CODERS}.")
+    state = model.state_dict(keep_vars=False)
+    params = dict(model.named_parameters())
+    names = _select_layers(params, layers)
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise NonFiniteError(
+                f"model entry {name!r} holds {int((~torch.isfinite(tensor)).sum())} NaN/inf "
+                f"values; compress a model with finite weights."
+            )
+    weights_sha256 = state_dict_sha256(params)
+    inputs = _layer_inputs(params, names, importance, weights_sha256)
+    results = handler(inputs, config)
+
+    compressed_state, tensors = {}, []
+    tied = {params[n].data_ptr(): n for n in names if params[n].numel()}  # shared weights
+    for key, tensor in state.items():
+        if key in results:
+            compressed_state[key] = results[key].weight
+            tensors.append(results[key].entry)
+            continue
+        source = tied.get(tensor.data_ptr()) if tensor.numel() else None
+        if source is not None and tensor.shape == params[source].shape:
+            value = results[source].weight.clone()  # an alias of a compressed weight
+        else:
+            value = tensor.detach().to("cpu").clone()
+        compressed_state[key] = value
+        tensors.append(RawTensor(key, value))
+    manifest = {
+        "model": model_spec,
+        "model_metadata": model_metadata,
+        "method": config.method,
+        "objective": "baseline" if importance is None else str(importance.objective),
+        "settings": {**config.to_dict(), "layers": names, "coder": coder},
+        "weights_sha256": weights_sha256,
+        "original_bytes": _fp32_bytes(state),
+        "layers": [results[name].stats.to_dict() for name in names],
+    }
+    return CompressedModel(
+        tensors=tensors, manifest=manifest, layers={n: results[n].stats for n in names},
+        coder=coder, _state=compressed_state,
+    )
+
+
+def load(path: str | os.PathLike[str], model: nn.Module | None = None, *,
+         return_manifest: bool = False):
+    """A ready ``nn.Module`` (eval mode) with the weights of a .rdz file, bit for bit.
+
+    The architecture comes from the manifest's model spec, or from ``model`` (a deep copy is
+    filled; ``model`` itself is untouched). With ``return_manifest`` returns (module, manifest).
+    """
+    contents = read_rdz(path)
+    manifest = contents.manifest
+    if model is None:
+        spec = manifest.get("model")
+        if not spec:
+            raise ModelError(
+                f"{os.fspath(path)!r} records no model spec, so its architecture is unknown; "
+                "pass model=<an instance of the architecture> to load it."
+            )
+        from rdcompress.models import build_from_spec  # the models layer sits below
+
+        module = build_from_spec(spec)
+    else:
+        module = copy.deepcopy(model)
+    state = contents.to_torch()
+    expected = module.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ModelError(
+            f"{os.fspath(path)!r} does not fit the architecture: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}; load it with the model it was compressed from."
+        )
+    for name, tensor in state.items():
+        want = expected[name]
+        if tensor.dtype != want.dtype or tensor.shape != want.shape:
+            raise ModelError(
+                f"{name!r} in the file is {tensor.dtype} {tuple(tensor.shape)} but the model "
+                f"expects {want.dtype} {tuple(want.shape)}."
+            )
+    module.load_state_dict(state, strict=True)
+    module.eval()
+    return (module, manifest) if return_manifest else module
+
+
+def _select_layers(params: dict[str, nn.Parameter], layers: list[str] | None) -> list[str]:
+    if layers is None:
+        names = [n for n, p in params.items() if p.ndim >= 2 and p.is_floating_point()]
+        if not names:
+            raise ConfigError("the model has no parameter with ndim >= 2 to compress; pass "
+                              "layers=[names] explicitly.")
+        return names
+    names = list(layers)
+    unknown = [n for n in names if n not in params]
+    if unknown:
+        raise ConfigError(f"layers {unknown[:5]} are not parameters of the model; choose from "
+                          f"{list(params)[:10]}.")
+    for name in names:
+        if params[name].dtype not in DTYPE_NAMES:
+            raise ConfigError(f"layer {name!r} has dtype {params[name].dtype}; only float "
+                              "parameters can be compressed.")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"layers lists a name twice: {names}.")
+    return names
+
+
+def _layer_inputs(params: dict[str, nn.Parameter], names: list[str], importance: Any,
+                  weights_sha256: str) -> list[LayerInput]:
+    if importance is not None and importance.weights_sha256 != weights_sha256:
+        raise ImportanceMismatchError(
+            f"the importance was computed for weights with hash {importance.weights_sha256[:12]}"
+            f"..., but this model's weights hash to {weights_sha256[:12]}...; recompute it for "
+            "these weights (rdcompress importance) or pass the model it was made from."
+        )
+    inputs, clamped = [], []
+    for name in names:
+        weight = params[name].detach().to("cpu").clone()
+        I = torch.ones_like(weight, dtype=torch.float64)
+        H = None
+        if importance is not None:
+            I = _importance_tensor(importance.quadratic, name, weight, "quadratic")
+            if importance.quartic is not None:
+                H = _importance_tensor(importance.quartic, name, weight, "quartic") / 4
+            if (I < 0).any() or (H is not None and (H < 0).any()):
+                clamped.append(name)
+                I, H = I.clamp_min(0), None if H is None else H.clamp_min(0)
+        inputs.append(LayerInput(name, weight, I, H))
+    if clamped:
+        warnings.warn(
+            f"negative importances (a diagonal Hessian estimate?) were clamped to 0 in "
+            f"{len(clamped)} layers, e.g. {clamped[0]!r}; a regularizer mu > 0 avoids this.",
+            stacklevel=3,
+        )
+    return inputs
+
+
+def _importance_tensor(table: dict, name: str, weight: torch.Tensor, kind: str) -> torch.Tensor:
+    if name not in table:
+        raise ImportanceMismatchError(
+            f"the importance has no {kind} entry for layer {name!r}; it was computed for "
+            f"another model or without this parameter."
+        )
+    value = table[name].detach().to("cpu", torch.float64)
+    if value.shape != weight.shape:
+        raise ImportanceMismatchError(
+            f"{kind} importance of {name!r} has shape {tuple(value.shape)}, the weight "
+            f"{tuple(weight.shape)}; recompute the importance for this model."
+        )
+    if not torch.isfinite(value).all():
+        raise NonFiniteError(f"{kind} importance of {name!r} holds NaN/inf values.")
+    return value
+
+
+def _fp32_bytes(state: dict[str, torch.Tensor]) -> int:
+    """Original size: 4 bytes per floating element, integer buffers at their own size."""
+    return sum(t.numel() * (4 if t.is_floating_point() else t.element_size())
+               for t in state.values())

@@ -1,0 +1,65 @@
+"""Prune, then quantize the survivors (Deep Compression's pipeline, without retraining).
+
+Masks come from ``prune.prune_masks`` (greedy by I·w² + H·w⁴); each layer's kept weights get a
+codebook (``quantize.run_quantizer``); the file stores the mask plus coded indices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import ClassVar
+
+from rdcompress.compress._layers import LayerInput, LayerResult, quantized_result, run_quantizer
+from rdcompress.compress.prune import PruneConfig, prune_masks
+from rdcompress.compress.quantize import QuantizeConfig, warn_ignored_quartic
+
+
+@dataclass
+class PruneQuantizeConfig:
+    kept_fraction: float  # as PruneConfig
+    clusters: int | None = None  # as QuantizeConfig (k for the kept weights)
+    bits: int | None = None
+    algorithm: str = "lloyd"
+    lam: float = 0.0
+    scope: str = "layer"
+    structured: bool = False
+    dim: int = 0
+    init: str = "quantile"
+    max_iter: int = 300
+
+    method: ClassVar[str] = "prune+quantize"
+
+    def __post_init__(self) -> None:
+        self.prune  # noqa: B018 - validate both halves now
+        self.quantize  # noqa: B018
+
+    @property
+    def prune(self) -> PruneConfig:
+        return PruneConfig(self.kept_fraction, self.scope, self.structured, self.dim)
+
+    @property
+    def quantize(self) -> QuantizeConfig:
+        return QuantizeConfig(self.clusters, self.bits, self.algorithm, self.lam, self.init,
+                              self.max_iter)
+
+    @property
+    def k(self) -> int:
+        return self.quantize.k
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, **asdict(self), "k": self.k}
+
+
+def handle_prune_quantize(
+    layers: list[LayerInput], config: PruneQuantizeConfig
+) -> dict[str, LayerResult]:
+    quantize = config.quantize
+    warn_ignored_quartic(layers, quantize.algorithm)
+    masks = prune_masks(layers, config.prune)
+    results = {}
+    for layer in layers:
+        mask = masks[layer.name]
+        result = run_quantizer(layer, quantize.k, quantize.algorithm, quantize.lam,
+                               quantize.init, quantize.max_iter, mask=mask)
+        results[layer.name] = quantized_result(layer, result, mask)
+    return results

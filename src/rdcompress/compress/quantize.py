@@ -1,0 +1,83 @@
+"""Importance-weighted quantization of each layer (paper §5.3 Corollary 2, §6, App. C.2).
+
+Every compressed layer gets its own codebook of k centroids, found by one of the quantizers of
+``rdcompress.quantize``; indices are entropy-coded by the codec (``QuantizedTensor``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass
+from typing import ClassVar
+
+from rdcompress.compress._layers import LayerInput, LayerResult, quantized_result, run_quantizer
+from rdcompress.errors import ConfigError
+
+ALGORITHMS = ("lloyd", "quartic", "optimal", "entropy")
+MAX_BITS = 16
+
+
+@dataclass
+class QuantizeConfig:
+    clusters: int | None = None  # k centroids per layer; or give ``bits`` (k = 2**bits)
+    bits: int | None = None  # index bits before entropy coding, 1..16
+    algorithm: str = "lloyd"  # "lloyd" (weighted k-means, the paper's), "quartic" (Algorithm 2,
+    #                           uses H), "optimal" (exact DP), "entropy" (ECSQ, uses lam)
+    lam: float = 0.0  # ECSQ rate weight: objective units per bit (algorithm="entropy" only)
+    init: str = "quantile"  # Lloyd initialization: "quantile", "uniform" or "random"
+    max_iter: int = 300  # Lloyd/ECSQ iteration cap
+
+    method: ClassVar[str] = "quantize"
+
+    def __post_init__(self) -> None:
+        if (self.clusters is None) == (self.bits is None):
+            raise ConfigError(
+                f"give exactly one of clusters (k) or bits (k = 2**bits); got clusters="
+                f"{self.clusters!r}, bits={self.bits!r}."
+            )
+        if self.bits is not None and not (_is_int(self.bits) and 1 <= self.bits <= MAX_BITS):
+            raise ConfigError(f"bits={self.bits!r} must be an integer in [1, {MAX_BITS}].")
+        if self.clusters is not None and not (_is_int(self.clusters) and self.clusters >= 1):
+            raise ConfigError(f"clusters={self.clusters!r} must be an integer >= 1.")
+        if self.algorithm not in ALGORITHMS:
+            raise ConfigError(f"algorithm={self.algorithm!r} is unknown; use one of {ALGORITHMS}.")
+        if not (isinstance(self.lam, (int, float)) and self.lam >= 0 and self.lam < float("inf")):
+            raise ConfigError(f"lam={self.lam!r} must be a finite number >= 0.")
+        if self.lam > 0 and self.algorithm != "entropy":
+            raise ConfigError(f"lam={self.lam} only applies to algorithm='entropy', not "
+                              f"{self.algorithm!r}.")
+        if self.init not in ("quantile", "uniform", "random"):
+            raise ConfigError(f"init={self.init!r}; use 'quantile', 'uniform' or 'random'.")
+        if not (_is_int(self.max_iter) and self.max_iter >= 1):
+            raise ConfigError(f"max_iter={self.max_iter!r} must be an integer >= 1.")
+
+    @property
+    def k(self) -> int:
+        return int(self.clusters) if self.clusters is not None else 2 ** int(self.bits)
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, **asdict(self), "k": self.k}
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def warn_ignored_quartic(layers: list[LayerInput], algorithm: str) -> None:
+    if algorithm in ("lloyd", "optimal") and any(layer.H is not None for layer in layers):
+        warnings.warn(
+            f"the importance has a quartic term (gradient+hessian) but algorithm={algorithm!r} "
+            "minimizes the quadratic part only; use algorithm='quartic' to minimize both "
+            "(the reported distortion includes it either way).",
+            stacklevel=4,  # warn -> handler -> compress -> the caller
+        )
+
+
+def handle_quantize(layers: list[LayerInput], config: QuantizeConfig) -> dict[str, LayerResult]:
+    warn_ignored_quartic(layers, config.algorithm)
+    results = {}
+    for layer in layers:
+        result = run_quantizer(layer, config.k, config.algorithm, config.lam, config.init,
+                               config.max_iter)
+        results[layer.name] = quantized_result(layer, result, None)
+    return results

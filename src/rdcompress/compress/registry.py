@@ -1,0 +1,43 @@
+"""The method table: config type -> handler. Adding a method = one module + one line here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import fields
+from typing import Any
+
+from rdcompress.compress._layers import LayerInput, LayerResult
+from rdcompress.compress.prune import PruneConfig, handle_prune
+from rdcompress.compress.prune_quantize import PruneQuantizeConfig, handle_prune_quantize
+from rdcompress.compress.quantize import QuantizeConfig, handle_quantize
+from rdcompress.errors import ConfigError
+
+Handler = Callable[[list[LayerInput], Any], dict[str, LayerResult]]
+
+HANDLERS: dict[type, Handler] = {
+    PruneConfig: handle_prune,
+    QuantizeConfig: handle_quantize,
+    PruneQuantizeConfig: handle_prune_quantize,
+}
+METHODS: dict[str, type] = {config.method: config for config in HANDLERS}
+
+
+def handler_for(config: Any) -> Handler:
+    handler = HANDLERS.get(type(config))
+    if handler is None:
+        raise ConfigError(
+            f"config of type {type(config).__name__} has no registered method; expected one "
+            f"of {[c.__name__ for c in HANDLERS]}."
+        )
+    return handler
+
+
+def config_from_dict(data: dict) -> Any:
+    """Rebuild a config from its ``to_dict()`` (e.g. a manifest's "settings")."""
+    data = dict(data)
+    method = data.pop("method", None)
+    if method not in METHODS:
+        raise ConfigError(f"method={method!r} is unknown; expected one of {sorted(METHODS)}.")
+    config_type = METHODS[method]
+    names = {field.name for field in fields(config_type)}
+    return config_type(**{key: value for key, value in data.items() if key in names})

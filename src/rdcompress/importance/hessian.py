@@ -1,0 +1,383 @@
+"""Diagonal Hessian of the per-sample loss (Optimal Brain Damage), exact and estimated.
+
+The paper's "hessian" objective (Table 2, §6.2) weighs (w_i − ŵ_i)² by E[∂²L/∂w_i²]; the
+"gradient+hessian" objective adds ¼ E[(∂²L/∂w_i²)²] (w_i − ŵ_i)⁴. L_n is the cross-entropy of
+sample n with logits z/T (temperature T, App. C.3.1). `accumulate_hessian` returns, for one batch,
+
+    sums[name]    = Σ_n diag(∂²L_n/∂w²)           (same shape as the parameter)
+    squares[name] = Σ_n diag(∂²L_n/∂w²)²          (only with want_squares)
+
+and the caller divides by the number of samples and adds μ (App. C.3.2, `add_hessian_regularizer`:
+ReLU sparsity leaves many exact zeros on the diagonal, which μ > 0 keeps from meaning "free").
+
+Methods (cost per sample; P parameters, C classes, K = num_probes, B = one backward pass):
+- "exact": the exact per-sample diagonal. For piecewise-linear models (see curvature.py: module
+  table + numerical check) it is the Gauss-Newton diagonal Σ_c (J_nᵀ s_c)², computed with C
+  batched backward passes and per-sample gradients from a per-layer kernel table: ≈ C·B. For any
+  other model (tanh, GELU, LayerNorm, attention) the Gauss-Newton misses the residual term, so it
+  falls back to one Hessian-vector product per parameter entry (vmap over samples and unit
+  vectors): ≈ P·B — only for small models; a warning says so above 50 000 parameters.
+- "curvature-propagation" (Martens et al. 2012, the paper's estimator): (J_nᵀ S_n ε)² with
+  Rademacher ε ∈ {±1}^C, unbiased for the Gauss-Newton diagonal, ≈ K·B. Exact in expectation
+  only for piecewise-linear models; a ModelError says so for others.
+- "hutchinson": v ⊙ H_n v with a Rademacher v per sample and probe, from per-sample Hessian-vector
+  products (torch.func vmap of jvp-of-grad), ≈ 2K·B. Unbiased for every model, larger variance.
+
+Squares of stochastic estimates. E[h̃²] = h² + Var h̃ ≠ h², so the square of one estimate is
+biased. With K ≥ 2 independent probes e_1..e_K of the same sample, the pair average
+((Σ_k e_k)² − Σ_k e_k²) / (K(K−1)) = mean_{k≠l} e_k e_l is unbiased for h² (independence makes
+E[e_k e_l] = h·h); it uses every pair, so it is the best unbiased use of the K probes. Hence
+want_squares with a stochastic method needs num_probes ≥ 2. "exact" squares the exact diagonal.
+
+Everything runs in the model's dtype and device, with the model temporarily in eval mode.
+Samples are processed in chunks (``chunk_size``) so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, grad, jvp, vmap
+
+from rdcompress.errors import ConfigError, ModelError, NonFiniteError
+from rdcompress.importance.curvature import (
+    HookedGGN,
+    check_samples_independent,
+    func_per_sample_grads,
+    kernel_modules,
+    logit_hessian_factor,
+    piecewise_linear_reason,
+)
+
+HESSIAN_METHODS = ("exact", "hutchinson", "curvature-propagation")
+_SLOW_EXACT_WARN_PARAMS = 50_000
+_CHUNK_BUDGET = 1 << 25  # elements of per-sample statistics held at once (~128 MiB in float32)
+
+
+def accumulate_hessian(model: nn.Module, inputs: Tensor, targets: Tensor, *, method: str,
+                       temperature: float, num_probes: int, generator: torch.Generator | None,
+                       want_squares: bool, chunk_size: int | None = None,
+                       ) -> tuple[dict[str, Tensor], dict[str, Tensor] | None]:
+    """Per-parameter sums over the batch of diag(∂²L_n/∂w²) and, optionally, of its square.
+
+    Args:
+        model: classifier returning logits (N, C); its trainable parameters (requires_grad) are
+            the ones scored, named as in ``model.named_parameters()``.
+        inputs: (N, ...) batch; floating inputs are cast to the parameters' dtype and device.
+        targets: (N,) integer labels in [0, C).
+        method: "exact" | "hutchinson" | "curvature-propagation" (see the module docstring).
+        temperature: T > 0; L_n = cross_entropy(z_n / T, y_n).
+        num_probes: random probes per sample for the stochastic methods (ignored by "exact");
+            at least 2 with want_squares.
+        generator: source of the probes; the same seed gives the same result (for a fixed
+            chunk_size). None uses torch's global generator.
+        want_squares: also return Σ_n diag(∂²L_n/∂w²)² (unbiased for the stochastic methods).
+        chunk_size: samples per pass; None picks one from the parameter count.
+
+    Returns:
+        (sums, squares): dicts name -> tensor shaped like the parameter (its dtype and device);
+        squares is None unless want_squares.
+    """
+    _validate(method, temperature, num_probes, want_squares, chunk_size)
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    if not trainable:
+        raise ModelError("the model has no parameter with requires_grad=True; nothing to score")
+    reference = next(iter(trainable.values()))
+    inputs, targets = _prepare_batch(inputs, targets, reference)
+    sums = {n: torch.zeros_like(p, memory_format=torch.contiguous_format)
+            for n, p in trainable.items()}
+    squares = {n: torch.zeros_like(s) for n, s in sums.items()} if want_squares else None
+    num_samples = inputs.shape[0]
+    if num_samples == 0:
+        return sums, squares
+    moments = _Moments(sums, squares)
+    total_params = sum(p.numel() for p in trainable.values())
+    chunk = chunk_size or max(1, min(num_samples, _CHUNK_BUDGET // (3 * total_params + 1)))
+    with _eval_mode(model), torch.enable_grad():
+        check_samples_independent(model)
+        with torch.no_grad():
+            _check_logits(model(inputs[:1]), targets)
+        if method == "hutchinson":
+            for x, y in _chunks(inputs, targets, chunk):
+                _hutchinson_chunk(model, trainable, x, y, temperature, num_probes, generator,
+                                  moments)
+            return _checked(sums, squares)
+        reason = piecewise_linear_reason(model, inputs[:2], trainable)
+        if reason is not None and method == "curvature-propagation":
+            raise ModelError(
+                f"curvature propagation estimates the Gauss-Newton diagonal, which equals the "
+                f"Hessian diagonal only for piecewise-linear models, but {reason}; use "
+                "method='hutchinson' (unbiased for any model) or 'exact' (small models)")
+        if reason is not None:  # exact, general model: one HVP per parameter entry
+            if total_params > _SLOW_EXACT_WARN_PARAMS:
+                warnings.warn(
+                    f"exact Hessian diagonal of a model that is not piecewise linear ({reason}) "
+                    f"costs {total_params} Hessian-vector products per sample; consider "
+                    "method='hutchinson'", stacklevel=2)
+            for x, y in _chunks(inputs, targets, chunk_size or min(chunk, 8)):
+                _exact_slow_chunk(model, trainable, x, y, temperature, moments)
+            return _checked(sums, squares)
+        modules = kernel_modules(model, trainable)
+        probes = None
+        if method == "curvature-propagation":  # ε: (K, N, C), drawn up front: chunk-independent
+            num_classes = model(inputs[:1]).shape[1]
+            probes = _rademacher((num_probes, num_samples, num_classes), generator, reference)
+        for start in range(0, num_samples, chunk):
+            stop = min(start + chunk, num_samples)
+            chunk_probes = None if probes is None else probes[:, start:stop]
+            _ggn_chunk(model, trainable, modules, inputs[start:stop], temperature, chunk_probes,
+                       moments)
+    return _checked(sums, squares)
+
+
+def add_hessian_regularizer(hessian: dict[str, Tensor], mu: float) -> dict[str, Tensor]:
+    """App. C.3.2: return {name: h + μ}. μ ≥ 0 keeps ReLU-zeroed diagonal entries from scoring
+    as free to change; the paper tunes μ by binary search on validation accuracy."""
+    if not (isinstance(mu, int | float) and math.isfinite(mu) and mu >= 0):
+        raise ConfigError(f"mu={mu!r} must be a finite number >= 0")
+    return {name: value + mu for name, value in hessian.items()}
+
+
+def hessian_diagonal_bruteforce(model: nn.Module, inputs: Tensor, targets: Tensor,
+                                temperature: float = 1.0) -> dict[str, Tensor]:
+    """Reference: per-sample exact diagonals {name: (N, *shape)} by double backward.
+
+    Loops over samples and over every parameter entry (one backward each): O(N·P) backward
+    passes. For tests on tiny models only; no shortcut, no Gauss-Newton assumption.
+    """
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    out = {n: p.new_zeros((inputs.shape[0], *p.shape)) for n, p in trainable.items()}
+    params = list(trainable.values())
+    with _eval_mode(model), torch.enable_grad():
+        for n in range(inputs.shape[0]):
+            logits = model(inputs[n:n + 1])
+            loss = F.cross_entropy(logits / temperature, targets[n:n + 1])
+            grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
+            for (name, p), g in zip(trainable.items(), grads, strict=True):
+                if g is None or not g.requires_grad:
+                    continue
+                flat, row = g.reshape(-1), out[name][n].view(-1)
+                for i in range(flat.numel()):
+                    (h,) = torch.autograd.grad(flat[i], p, retain_graph=True, allow_unused=True)
+                    if h is not None:
+                        row[i] = h.reshape(-1)[i].detach()
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Estimators, one chunk of samples each
+# --------------------------------------------------------------------------------------------
+
+class _Moments:
+    """Turns per-sample statistics into the batch sums of h and h² (see module docstring)."""
+
+    def __init__(self, sums: dict[str, Tensor], squares: dict[str, Tensor] | None):
+        self.sums, self.squares = sums, squares
+
+    def add(self, name: str, s1: Tensor, s2: Tensor | None, count: int, exact: bool) -> None:
+        """s1 = Σ_k e_k, s2 = Σ_k e_k² over `count` per-sample estimates: (n, *shape) each.
+        exact: s1 is the exact diagonal (count 1)."""
+        self.sums[name] += s1.sum(0) / (1 if exact else count)
+        if self.squares is not None:
+            pair = s1 * s1 if exact else (s1 * s1 - s2) / (count * (count - 1))
+            self.squares[name] += pair.sum(0)
+
+    def add_factored(self, name: str, a1: Tensor, a2: Tensor | None, b: Tensor, count: int,
+                     exact: bool) -> None:
+        """Same for e_k = a_k ⊗ b (Linear weight): a1 = Σ a_k, a2 = Σ a_k² (n, out), b (n, in)."""
+        self.sums[name] += (a1.T @ b) / (1 if exact else count)
+        if self.squares is not None:
+            pair = a1 * a1 if exact else (a1 * a1 - a2) / (count * (count - 1))
+            self.squares[name] += pair.T @ (b * b)
+
+
+def _ggn_chunk(model: nn.Module, trainable: dict[str, Tensor], modules: list[nn.Module] | None,
+               x: Tensor, temperature: float, probes: Tensor | None, moments: _Moments) -> None:
+    """Exact GGN (probes None: u = columns of S) or curvature propagation (u = S ε_k)."""
+    engine = None
+    if modules is not None:
+        names = {id(p): n for n, p in trainable.items()}
+        engine = HookedGGN(model, modules, x, names)
+        logits = engine.logits.detach()
+    else:
+        with torch.no_grad():
+            logits = model(x)
+    factor = logit_hessian_factor(logits, temperature)            # (n, C, C)
+    if probes is None:
+        vectors = [factor[:, :, c] for c in range(factor.shape[2])]  # C × (n, C)
+    else:
+        vectors = [torch.einsum("nce,ne->nc", factor, eps) for eps in probes]  # K × (n, C)
+    need_s2 = probes is not None and moments.squares is not None
+    dense: dict[str, list[Tensor | None]] = {}
+    factored: dict[str, list[Tensor | None]] = {}
+    for k, u in enumerate(vectors):
+        if engine is not None:
+            grads = engine.per_sample_grads(u, last=k == len(vectors) - 1)
+        else:
+            grads = func_per_sample_grads(model, trainable, x, u)
+        for name, q in grads.items():
+            if isinstance(q, tuple):
+                g, xin = q
+                _accumulate(factored, name, g * g, need_s2, extra=xin * xin)
+            else:
+                _accumulate(dense, name, q * q, need_s2)
+    if engine is not None:
+        engine.free()
+    exact = probes is None
+    count = len(vectors)
+    for name, (s1, s2) in dense.items():
+        moments.add(name, s1, s2, count, exact)
+    for name, (a1, a2, b) in factored.items():
+        moments.add_factored(name, a1, a2, b, count, exact)
+
+
+def _accumulate(store: dict[str, list], name: str, e: Tensor, need_s2: bool,
+                extra: Tensor | None = None) -> None:
+    if name not in store:
+        store[name] = [e, e * e if need_s2 else None] + ([extra] if extra is not None else [])
+    else:
+        store[name][0] = store[name][0] + e
+        if need_s2:
+            store[name][1] = store[name][1] + e * e
+
+
+def _single_loss(model: nn.Module, temperature: float):
+    def loss(params: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
+        logits = functional_call(model, params, (x.unsqueeze(0),))   # (1, C)
+        return F.cross_entropy(logits / temperature, y.unsqueeze(0))
+    return loss
+
+
+def _hutchinson_chunk(model: nn.Module, trainable: dict[str, Tensor], x: Tensor, y: Tensor,
+                      temperature: float, num_probes: int, generator: torch.Generator | None,
+                      moments: _Moments) -> None:
+    """Per-sample v ⊙ H_n v for K Rademacher probes v (each (n, *shape) per parameter)."""
+    params = {n: p.detach() for n, p in trainable.items()}
+    loss = _single_loss(model, temperature)
+
+    def hvp(xi: Tensor, yi: Tensor, v: dict[str, Tensor]) -> dict[str, Tensor]:
+        return jvp(lambda p: grad(loss)(p, xi, yi), (params,), (v,))[1]
+
+    batched_hvp = vmap(hvp)
+    need_s2 = moments.squares is not None
+    stats: dict[str, list] = {}
+    for _ in range(num_probes):
+        probes = {n: _rademacher((x.shape[0], *p.shape), generator, p) for n, p in params.items()}
+        products = batched_hvp(x, y, probes)
+        for name, v in probes.items():
+            _accumulate(stats, name, v * products[name], need_s2)
+    for name, (s1, s2) in stats.items():
+        moments.add(name, s1, s2, num_probes, exact=False)
+
+
+def _exact_slow_chunk(model: nn.Module, trainable: dict[str, Tensor], x: Tensor, y: Tensor,
+                      temperature: float, moments: _Moments, basis_chunk: int = 64) -> None:
+    """Exact per-sample diagonals for any model: H_n e_i for every unit vector e_i, taking entry
+    i; vmap over samples and over chunks of unit vectors, one parameter tensor at a time."""
+    params = {n: p.detach() for n, p in trainable.items()}
+    loss = _single_loss(model, temperature)
+    for name, p in params.items():
+        numel = p.numel()
+        diag = x.new_zeros((x.shape[0], numel), dtype=p.dtype)
+
+        def entries(xi: Tensor, yi: Tensor, index: Tensor, name: str = name,
+                    p: Tensor = p, numel: int = numel) -> Tensor:
+            def grad_of(value: Tensor) -> Tensor:
+                return grad(lambda q: loss({**params, name: q}, xi, yi))(value)
+
+            units = F.one_hot(index, numel).to(p.dtype).reshape(-1, *p.shape)  # (B, *shape)
+            columns = vmap(lambda e: jvp(grad_of, (p,), (e,))[1])(units)      # (B, *shape)
+            return columns.reshape(-1, numel).gather(1, index[:, None]).squeeze(1)  # (B,)
+
+        for start in range(0, numel, basis_chunk):
+            index = torch.arange(start, min(start + basis_chunk, numel), device=p.device)
+            diag[:, start:start + index.numel()] = vmap(entries, in_dims=(0, 0, None))(x, y, index)
+        moments.add(name, diag.reshape(x.shape[0], *p.shape), None, 1, exact=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------------------------
+
+def _validate(method: str, temperature: float, num_probes: int, want_squares: bool,
+              chunk_size: int | None) -> None:
+    if method not in HESSIAN_METHODS:
+        raise ConfigError(f"method={method!r} is unknown; expected one of "
+                          f"{', '.join(HESSIAN_METHODS)}")
+    if not (isinstance(temperature, int | float) and math.isfinite(temperature)
+            and temperature > 0):
+        raise ConfigError(f"temperature={temperature!r} must be a finite number > 0")
+    if not isinstance(num_probes, int) or num_probes < 1:
+        raise ConfigError(f"num_probes={num_probes!r} must be an integer >= 1")
+    if want_squares and method != "exact" and num_probes < 2:
+        raise ConfigError(
+            f"num_probes={num_probes} with method={method!r} and squares (gradient+hessian): "
+            "an unbiased square needs two independent probes per sample; use num_probes >= 2 "
+            "or method='exact'")
+    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ConfigError(f"chunk_size={chunk_size!r} must be None or an integer >= 1")
+
+
+def _prepare_batch(inputs: Tensor, targets: Tensor, reference: Tensor) -> tuple[Tensor, Tensor]:
+    if not isinstance(inputs, Tensor) or inputs.dim() < 1:
+        raise ConfigError(f"inputs must be a tensor (N, ...); got {type(inputs).__name__}")
+    if not isinstance(targets, Tensor) or targets.dim() != 1 or targets.is_floating_point() \
+            or targets.shape[0] != inputs.shape[0]:
+        shape = tuple(targets.shape) if isinstance(targets, Tensor) else type(targets).__name__
+        raise ConfigError(f"targets must be integer labels of shape ({inputs.shape[0]},); "
+                          f"got {shape}")
+    if inputs.is_floating_point():
+        inputs = inputs.to(device=reference.device, dtype=reference.dtype)
+    return inputs.to(reference.device), targets.to(device=reference.device, dtype=torch.long)
+
+
+def _check_logits(logits: Tensor, targets: Tensor) -> None:
+    if not isinstance(logits, Tensor) or logits.dim() != 2:
+        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+        raise ModelError(f"the model must return logits of shape (N, C); got {shape}")
+    if not torch.isfinite(logits).all():
+        raise NonFiniteError("the model's logits contain NaN or inf; check weights and inputs")
+    if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= logits.shape[1]):
+        raise ConfigError(f"targets must lie in [0, {logits.shape[1]}); got "
+                          f"[{int(targets.min())}, {int(targets.max())}]")
+
+
+def _checked(sums: dict[str, Tensor], squares: dict[str, Tensor] | None
+             ) -> tuple[dict[str, Tensor], dict[str, Tensor] | None]:
+    for kind, stats in (("Hessian diagonal", sums), ("squared Hessian diagonal", squares or {})):
+        for name, value in stats.items():
+            if not torch.isfinite(value).all():
+                raise NonFiniteError(f"the {kind} of parameter {name!r} has NaN or inf; check "
+                                     "the weights, inputs and temperature")
+    return sums, squares
+
+
+def _chunks(inputs: Tensor, targets: Tensor, size: int) -> Iterator[tuple[Tensor, Tensor]]:
+    for start in range(0, inputs.shape[0], size):
+        yield inputs[start:start + size], targets[start:start + size]
+
+
+def _rademacher(shape: tuple[int, ...], generator: torch.Generator | None,
+                like: Tensor) -> Tensor:
+    """±1 with probability ½ each, drawn on the generator's device, cast to like's."""
+    device = generator.device if generator is not None else torch.device("cpu")
+    bits = torch.randint(0, 2, shape, generator=generator, device=device)
+    return bits.to(device=like.device, dtype=like.dtype) * 2 - 1
+
+
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode inside, each module's own training flag restored after."""
+    flags = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, flag in flags:
+            module.training = flag

@@ -1,0 +1,48 @@
+"""Small deterministic containers for the codec tests (no randomness whose stream could change
+across numpy versions: the golden file depends on these bytes)."""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+
+import numpy as np
+import torch
+
+from rdcompress.codec import PrunedTensor, QuantizedTensor, RawTensor
+
+
+def tiny_tensors() -> list:
+    """One tensor of every kind: dense and pruned quantized, pruned-only, raw float and int."""
+    positions = np.arange(48)
+    weight_indices = (positions * 7 + positions // 5) % 5  # (48,) in [0, 5)
+    codebook = np.array([-0.5, -0.125, 0.0, 0.25, 0.75], dtype=np.float32)
+    mask = (positions % 3 != 0) | (positions > 40)  # (48,) kept pattern
+    return [
+        QuantizedTensor("fc1.weight", (6, 8), "float32", codebook, weight_indices),
+        QuantizedTensor("fc2.weight", (4, 12), "float16", codebook[:4],
+                        (positions[mask] * 5) % 4, mask),
+        PrunedTensor("fc3.weight", (3, 4), "float32", (np.arange(12) % 4 == 1),
+                     np.array([1.5, -2.25, 3.0], dtype=np.float32)),
+        RawTensor("fc1.bias", np.linspace(-1, 1, 6, dtype=np.float32)),
+        RawTensor("bn.num_batches_tracked", np.array(7, dtype=np.int64)),
+    ]
+
+
+TINY_MANIFEST = {"model": {"zoo": "tiny", "kwargs": {}}, "method": "kmeans", "objective":
+                 "baseline", "settings": {"k": 5}, "weights_sha256": "0" * 8,
+                 "original_bytes": 4 * 174 + 8}
+
+
+def craft(header, data_buffer: bytes = b"", version: int = 1, encoding: int = 0,
+          raw_header: bytes | None = None) -> bytes:
+    """A file with a *valid* CRC around an arbitrary header: tests structure checks."""
+    header_bytes = raw_header if raw_header is not None else json.dumps(header).encode()
+    head = struct.pack("<4sBBI", b"\x89RDZ", version, encoding, len(header_bytes))
+    body = header_bytes + data_buffer
+    return head + struct.pack("<I", zlib.crc32(body, zlib.crc32(head))) + body
+
+
+def torch_bf16_raw() -> RawTensor:
+    return RawTensor("emb", torch.tensor([[1.0, -2.5], [3.140625, 0.0]], dtype=torch.bfloat16))

@@ -1,0 +1,222 @@
+"""A corpus of bad files: each one raises FormatError with its exact message, never a partial
+result or a stray exception. Structural cases carry a *valid* CRC (crafted), so they exercise
+the checks behind the checksum."""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rdcompress.codec import decode_rdz, encode_rdz, read_rdz
+from rdcompress.codec.container import PREAMBLE_SIZE
+from rdcompress.errors import FormatError
+
+sys.path.insert(0, str(Path(__file__).parent))  # importlib import mode: reach the helper module
+from rdz_fixtures import TINY_MANIFEST, craft, tiny_tensors  # noqa: E402
+
+VALID, _ = encode_rdz(tiny_tensors(), TINY_MANIFEST, coder="ans", header_encoding="json")
+HEADER_LENGTH = struct.unpack_from("<I", VALID, 6)[0]
+HEADER = json.loads(VALID[PREAMBLE_SIZE:PREAMBLE_SIZE + HEADER_LENGTH])
+DATA_BUFFER = VALID[PREAMBLE_SIZE + HEADER_LENGTH:]
+
+
+def section_boundaries() -> list[int]:
+    """Every offset where one part of the file ends and the next begins."""
+    bounds = [0, 4, 5, 6, 10, PREAMBLE_SIZE, PREAMBLE_SIZE + HEADER_LENGTH]
+    offset = PREAMBLE_SIZE + HEADER_LENGTH
+    for entry in HEADER["t"]:
+        for length in entry["l"]:
+            offset += length
+            bounds.append(offset)
+    assert bounds[-1] == len(VALID)
+    return bounds[:-1]
+
+
+def expected_truncation_message(size: int) -> str:
+    if size < PREAMBLE_SIZE:
+        return (f"truncated: the file has {size} bytes, fewer than the 14-byte preamble of an "
+                f".rdz file")
+    if size < PREAMBLE_SIZE + HEADER_LENGTH:
+        return (f"truncated: the header needs {HEADER_LENGTH} bytes after the preamble but "
+                f"only {size - PREAMBLE_SIZE} remain")
+    return (f"truncated: the file has {size} bytes, its header describes {len(VALID)}; "
+            f"re-create or re-download it")
+
+
+def assert_error(data: bytes, message: str) -> None:
+    with pytest.raises(FormatError, match=f"^{re.escape(message)}$"):
+        decode_rdz(data)
+
+
+def test_valid_file_decodes():
+    assert len(decode_rdz(VALID).tensors) == len(tiny_tensors())
+
+
+@pytest.mark.parametrize("cut", section_boundaries())
+def test_truncated_at_every_section_boundary(cut):
+    assert_error(VALID[:cut], expected_truncation_message(cut))
+
+
+def test_truncated_at_random_points():
+    rng = np.random.default_rng(0)
+    for cut in rng.integers(0, len(VALID), size=40):
+        assert_error(VALID[:cut], expected_truncation_message(int(cut)))
+
+
+def flipped(data: bytes, offset: int) -> bytes:
+    return data[:offset] + bytes([data[offset] ^ 0xFF]) + data[offset + 1:]
+
+
+def checksum_message(data: bytes) -> str:
+    stored = struct.unpack_from("<I", data, 10)[0]
+    computed = zlib.crc32(data[PREAMBLE_SIZE:], zlib.crc32(data[:10]))
+    return (f"checksum mismatch (stored CRC32 {stored:08x}, computed {computed:08x}): the file "
+            f"is corrupted; re-create or re-download it")
+
+
+@pytest.mark.parametrize("offset", section_boundaries())
+def test_flipped_byte_in_each_section(offset):
+    data = flipped(VALID, offset)
+    if offset == 0:
+        message = (f"not an .rdz file: magic bytes {data[:4]!r}, expected b'\\x89RDZ'")
+    elif offset == 4:
+        message = ("format version 254 is newer than this rdcompress supports (1); upgrade "
+                   "rdcompress (pip install -U rdcompress)")
+    elif offset == 6 and HEADER_LENGTH ^ 0xFF > len(VALID) - PREAMBLE_SIZE:
+        message = (f"truncated: the header needs {HEADER_LENGTH ^ 0xFF} bytes after the "
+                   f"preamble but only {len(VALID) - PREAMBLE_SIZE} remain")
+    else:
+        message = checksum_message(data)
+    assert_error(data, message)
+
+
+def test_flipped_bytes_anywhere_never_pass():
+    for offset in range(len(VALID)):
+        with pytest.raises(FormatError):
+            decode_rdz(flipped(VALID, offset))
+
+
+def test_wrong_magic_and_foreign_files():
+    assert_error(b"RDZ!" + VALID[4:],
+                 "not an .rdz file: magic bytes b'RDZ!', expected b'\\x89RDZ'")
+    zip_like = b"PK\x03\x04" + bytes(40)
+    assert_error(zip_like, "not an .rdz file: magic bytes b'PK\\x03\\x04', expected b'\\x89RDZ' "
+                           "(this looks like a zip / torch.save file; load it with torch.load)")
+    safetensors_like = struct.pack("<Q", 2) + b"{}" + bytes(8)
+    assert_error(safetensors_like, "not an .rdz file: magic bytes b'\\x02\\x00\\x00\\x00', "
+                                   "expected b'\\x89RDZ' (this looks like a .safetensors file)")
+
+
+def test_newer_and_invalid_version():
+    assert_error(craft(HEADER, DATA_BUFFER, version=2),
+                 "format version 2 is newer than this rdcompress supports (1); upgrade "
+                 "rdcompress (pip install -U rdcompress)")
+    assert_error(craft(HEADER, DATA_BUFFER, version=0),
+                 "format version 0 is invalid; expected 1..1")
+
+
+def test_huge_header_length():
+    data = VALID[:6] + struct.pack("<I", 0xFFFFFFFF) + VALID[10:]
+    assert_error(data, "header length 4294967295 exceeds the cap of 16777216 bytes; the file "
+                       "is corrupted or hostile")
+
+
+@pytest.mark.parametrize("raw,message", [
+    (b"[1, 2]", "the header must be a JSON object, got list"),
+    (b'"text"', "the header must be a JSON object, got str"),
+    (b"{not json", "the header is not valid JSON: Expecting property name enclosed in double "
+                   "quotes: line 1 column 2 (char 1)"),
+    (b"\xff\xfe", "the header is not valid JSON: 'utf-8' codec can't decode byte 0xff in "
+                  "position 0: invalid start byte"),
+    (b'{"m": {}}', "header keys ['m'], expected ['m', 't']"),
+    (b'{"m": [], "t": []}', "the manifest must be a JSON object, got list"),
+    (b'{"m": {}, "t": {}}', "the tensor table must be a JSON list, got dict"),
+])
+def test_bad_header_json(raw, message):
+    assert_error(craft(None, b"", raw_header=raw), message)
+
+
+def test_bad_header_encoding():
+    assert_error(craft(HEADER, DATA_BUFFER, encoding=7),
+                 "unknown header encoding 7; expected 0 (JSON) or 1")
+    assert_error(craft(None, b"", encoding=1, raw_header=b"\xff\xff\xff"),
+                 "the header cannot be inflated: Error -3 while decompressing data: invalid "
+                 "block type")
+
+
+def with_entry(index: int, **changes) -> dict:
+    header = json.loads(json.dumps(HEADER))
+    header["t"][index].update(changes)
+    return header
+
+
+def test_sections_out_of_range():
+    lengths = list(HEADER["t"][0]["l"])
+    lengths[1] += 5
+    total = len(DATA_BUFFER) + 5
+    assert_error(craft(with_entry(0, l=lengths), DATA_BUFFER),
+                 f"sections end at byte {total} of the data buffer but it holds "
+                 f"{len(DATA_BUFFER)} bytes (section out of range)")
+
+
+def test_sections_with_a_hole():
+    assert_error(craft(HEADER, DATA_BUFFER + b"\x00\x00\x00"),
+                 "3 bytes of the data buffer belong to no section (a hole)")
+
+
+def test_sections_overlapping():
+    lengths = list(HEADER["t"][0]["l"])
+    lengths[1] = -4
+    assert_error(craft(with_entry(0, l=lengths), DATA_BUFFER),
+                 f"tensor 'fc1.weight': section lengths must be non-negative integers, got "
+                 f"{lengths!r} (sections would overlap)")
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"t": "z"}, "tensor 'fc1.weight': unknown kind 'z'; expected one of r, q, p"),
+    ({"d": "int8"}, "tensor 'fc1.weight': dtype 'int8' is not one of ['float64', 'float32', "
+                    "'float16', 'bfloat16']"),
+    ({"s": [6, -8]}, "tensor 'fc1.weight': shape must be a list of non-negative integers, got "
+                     "[6, -8]"),
+    ({"l": [1]}, "tensor 'fc1.weight': expected 2 or 3 section lengths, got [1]"),
+    ({"n": 5}, "tensor entry 0: name must be a string, got 5"),
+    ({"s": [6, 9]}, "tensor 'fc1.weight': 48 indices for 54 kept positions"),
+    ({"n": "fc1.bias"}, "tensor 'fc1.bias' appears twice in the header"),
+])
+def test_bad_entries(changes, message):
+    assert_error(craft(with_entry(0, **changes), DATA_BUFFER), message)
+
+
+def test_raw_section_size_must_match_shape():
+    assert_error(craft(with_entry(3, s=[7]), DATA_BUFFER),
+                 "tensor 'fc1.bias': raw data has 24 bytes, expected 28 for shape [7] float32")
+
+
+def test_entry_with_extra_key():
+    header = with_entry(0, extra=1)
+    with pytest.raises(FormatError, match="^tensor entry 0: expected an object with keys n, t, "
+                                          "d, s, l, got"):
+        decode_rdz(craft(header, DATA_BUFFER))
+
+
+def test_corrupted_stream_inside_valid_crc():
+    # Replace fc1's index stream coder byte by an unknown id, keeping the CRC valid.
+    codebook_length = HEADER["t"][0]["l"][0]
+    data_buffer = bytearray(DATA_BUFFER)
+    data_buffer[codebook_length] = 9
+    assert_error(craft(HEADER, bytes(data_buffer)),
+                 "tensor 'fc1.weight' indices: unknown stream coder id 9")
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(FormatError, match="no such file"):
+        read_rdz(tmp_path / "absent.rdz")
+    with pytest.raises(FormatError, match="is a directory"):
+        read_rdz(tmp_path)

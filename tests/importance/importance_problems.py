@@ -1,0 +1,209 @@
+"""Declarative small problems (BackPACK style) and brute-force per-sample references.
+
+Each problem builds a tiny float64 model in eval mode and its inputs/labels. The references
+loop over samples one at a time through torch.autograd and follow the paper's definitions
+literally (no output-space factorization), so they check the fast path independently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+CLASSES = 4
+
+
+class SelfAttention(nn.Module):
+    """One-head attention block with a residual and LayerNorm: (N, L, E) -> (N, classes)."""
+
+    def __init__(self, embed: int = 6) -> None:
+        super().__init__()
+        self.query, self.key, self.value = (nn.Linear(embed, embed) for _ in range(3))
+        self.norm = nn.LayerNorm(embed)
+        self.head = nn.Linear(embed, CLASSES)
+
+    def forward(self, x: Tensor) -> Tensor:  # (N, L, E)
+        q, k, v = self.query(x), self.key(x), self.value(x)
+        weights = torch.softmax(q @ k.transpose(1, 2) / q.shape[-1] ** 0.5, dim=-1)  # (N, L, L)
+        h = self.norm(x + weights @ v)
+        return self.head(h.mean(1))
+
+
+class TokenModel(nn.Module):
+    """Embedding (with padding_idx) + LayerNorm + mean pooling + Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(9, 5, padding_idx=0)
+        self.norm = nn.LayerNorm(5)
+        self.head = nn.Linear(5, CLASSES)
+
+    def forward(self, tokens: Tensor) -> Tensor:  # (N, L) int
+        return self.head(self.norm(self.embed(tokens)).mean(1))
+
+
+class Scale(nn.Module):
+    """No rule for this type: exercises the torch.func fallback."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.gain = nn.Parameter(torch.linspace(0.5, 1.5, features))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.tanh(x * self.gain)
+
+
+class SharedLinear(nn.Module):
+    """The same Linear called twice (per-sample gradients summed over calls before squaring)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = nn.Linear(5, 5)
+        self.head = nn.Linear(5, CLASSES)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.inner(torch.tanh(self.inner(x))))
+
+
+class MHA(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(6, 2, batch_first=True)
+        self.head = nn.Linear(6, CLASSES)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out, _ = self.attn(x, x, x)
+        return self.head(out.mean(1))
+
+
+class InplaceResidual(nn.Module):
+    """Conv -> BN -> in-place ReLU, in-place residual add: hooks must see pre-in-place values."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(3)
+        self.relu = nn.ReLU(inplace=True)
+        self.head = nn.Linear(3 * 5 * 5, CLASSES)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.bn(self.conv(x))
+        out += x  # in place on the BatchNorm's output, then an in-place ReLU on top
+        out = self.relu(out)
+        return self.head(out.flatten(1))
+
+
+def _randomize_bn(model: nn.Module) -> nn.Module:
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.3, 0.3)
+    return model
+
+
+@dataclass
+class Problem:
+    name: str
+    build: Callable[[], nn.Module]
+    inputs: Callable[[torch.Generator], Tensor]
+
+
+def _images(c: int, h: int, w: int, n: int = 5) -> Callable[[torch.Generator], Tensor]:
+    return lambda gen: torch.randn(n, c, h, w, generator=gen, dtype=torch.float64)
+
+
+PROBLEMS = [
+    Problem("mlp", lambda: nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, CLASSES)),
+            lambda gen: torch.randn(6, 5, generator=gen, dtype=torch.float64)),
+    Problem("conv-stride-dilation-groups", lambda: nn.Sequential(
+        nn.Conv2d(4, 6, 3, stride=2, padding=1, dilation=2, groups=2), nn.ReLU(),
+        nn.Conv2d(6, 4, 2, groups=2, bias=False), nn.Flatten(), nn.LazyLinear(CLASSES)),
+        _images(4, 9, 8)),
+    Problem("conv-same-reflect-1d", lambda: nn.Sequential(
+        nn.Conv1d(3, 4, 3, padding="same", padding_mode="reflect"), nn.Tanh(),
+        nn.Conv1d(4, 2, 3, padding="same", dilation=2), nn.Flatten(), nn.LazyLinear(CLASSES)),
+        lambda gen: torch.randn(5, 3, 10, generator=gen, dtype=torch.float64)),
+    Problem("batchnorm-eval", lambda: _randomize_bn(nn.Sequential(
+        nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 6),
+        nn.BatchNorm1d(6), nn.Tanh(), nn.Linear(6, CLASSES))), _images(2, 6, 6)),
+    Problem("groupnorm", lambda: nn.Sequential(
+        nn.Conv2d(2, 4, 3), nn.GroupNorm(2, 4), nn.Tanh(), nn.Flatten(), nn.LazyLinear(CLASSES)),
+        _images(2, 5, 5)),
+    Problem("embedding-layernorm", TokenModel,
+            lambda gen: torch.randint(0, 9, (6, 7), generator=gen)),
+    Problem("self-attention", SelfAttention,
+            lambda gen: torch.randn(5, 4, 6, generator=gen, dtype=torch.float64)),
+    Problem("fallback-custom-module", lambda: nn.Sequential(
+        nn.Linear(5, 6), Scale(6), nn.Linear(6, CLASSES)),
+        lambda gen: torch.randn(6, 5, generator=gen, dtype=torch.float64)),
+    Problem("fallback-multihead-attention", MHA,
+            lambda gen: torch.randn(4, 3, 6, generator=gen, dtype=torch.float64)),
+    Problem("shared-weights", SharedLinear,
+            lambda gen: torch.randn(6, 5, generator=gen, dtype=torch.float64)),
+    Problem("inplace-residual", lambda: _randomize_bn(InplaceResidual()), _images(3, 5, 5)),
+]
+
+
+def instantiate(problem: Problem, seed: int = 0) -> tuple[nn.Module, Tensor, Tensor]:
+    """(float64 eval model, inputs, labels) for ``problem``."""
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    inputs = problem.inputs(gen)
+    model = problem.build().eval()
+    model(inputs[:1].float() if inputs.is_floating_point() else inputs[:1])  # lazy shapes
+    model = model.double().eval()
+    labels = torch.randint(0, CLASSES, (inputs.shape[0],), generator=gen)
+    return model, inputs, labels
+
+
+def _per_sample(model: nn.Module, inputs: Tensor,
+                scalars: Callable[[Tensor, int], list[Tensor]]) -> dict[str, Tensor]:
+    """mean_n sum_k (d scalars_k(z_n) / d param)^2, one sample at a time through autograd."""
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    total = {name: torch.zeros_like(p) for name, p in params.items()}
+    for n in range(inputs.shape[0]):
+        logits = model(inputs[n:n + 1])[0]  # (C,)
+        for scalar in scalars(logits, n):
+            grads = torch.autograd.grad(scalar, list(params.values()), retain_graph=True,
+                                        allow_unused=True)
+            for name, grad in zip(params, grads, strict=True):
+                if grad is not None:
+                    total[name] += grad * grad
+    return {name: value / inputs.shape[0] for name, value in total.items()}
+
+
+def brute_force(model: nn.Module, inputs: Tensor, labels: Tensor, objective: str,
+                temperature: float = 1.0) -> dict[str, Tensor]:
+    """Reference importance from the definitions (Table 1, eq. 5, Table 2)."""
+    if objective == "fisher":  # sum_c (d f_c / dw)^2 / f_c: each term's own backward
+        def scalars(z: Tensor, n: int) -> list[Tensor]:
+            probs = torch.softmax(z / temperature, 0)
+            return [probs[c] / probs[c].detach().sqrt() for c in range(z.shape[0])]
+    elif objective == "output":
+        def scalars(z: Tensor, n: int) -> list[Tensor]:
+            return list(z)
+    elif objective == "gradient":
+        def scalars(z: Tensor, n: int) -> list[Tensor]:
+            return [F.cross_entropy(z[None] / temperature, labels[n:n + 1])]
+    else:
+        raise ValueError(objective)
+    return _per_sample(model, inputs, scalars)
+
+
+def assert_relative_close(got: dict[str, Tensor], ref: dict[str, Tensor],
+                          tol: float = 1e-5) -> None:
+    """Per parameter, max error <= tol * its max; parameters whose importance is rounding noise
+    (e.g. an attention key bias, to which softmax is invariant) are judged on the model's scale."""
+    assert set(got) == set(ref), (sorted(got), sorted(ref))
+    overall = max(float(v.abs().max()) for v in ref.values())
+    assert overall > 0, "reference is all zero (problem too degenerate)"
+    for name, expected in ref.items():
+        scale = max(float(expected.abs().max()), 1e-12 * overall)
+        error = float((got[name].double() - expected).abs().max())
+        assert error <= tol * scale, f"{name}: max error {error:.3g} vs scale {scale:.3g}"

@@ -1,0 +1,366 @@
+"""Diagonal Hessian estimators against a brute-force double-backward loop (float64, tiny models)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rdcompress.errors import ConfigError, ModelError
+from rdcompress.importance.curvature import (
+    func_per_sample_grads,
+    logit_hessian_factor,
+    piecewise_linear_reason,
+)
+from rdcompress.importance.hessian import (
+    accumulate_hessian,
+    add_hessian_regularizer,
+    hessian_diagonal_bruteforce,
+)
+
+DTYPE = torch.float64
+TEMPERATURE = 1.7
+
+
+# ---------------------------------------------------------------- tiny problems (declarative)
+
+class FunctionalTanh(nn.Module):
+    """Only Linear modules, so the module table sees nothing nonlinear; tanh is functional."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(3, 4), nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc2(torch.tanh(self.fc1(x)))
+
+
+class SharedParallel(nn.Module):
+    """One Linear applied on two parallel ReLU branches: logits still linear in its weight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.head = nn.Linear(4, 5), nn.Linear(4, 5), nn.Linear(5, 3)
+
+    def forward(self, x):
+        return self.head(F.relu(self.a(x))) + self.head(F.relu(self.b(x)))
+
+
+class SharedNested(nn.Module):
+    """The same Linear twice in sequence: logits quadratic in its weight (not piecewise linear)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = nn.Linear(3, 3)
+
+    def forward(self, x):
+        return self.inner(F.relu(self.inner(x)))
+
+
+class Residual(nn.Module):
+    """Conv-BN-ReLU(inplace) residual block with `out += identity`, as in ResNets."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(2)
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.head = nn.Linear(2 * 2 * 2, 3)
+
+    def forward(self, x):
+        out = self.bn(self.conv(x))
+        out += x
+        return self.head(self.pool(F.relu(out, inplace=True)).flatten(1))
+
+
+def _randomize_batchnorms(model: nn.Module, gen: torch.Generator) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen))
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
+            m.weight.data.copy_(torch.randn(m.weight.shape, generator=gen))
+            m.bias.data.copy_(torch.randn(m.bias.shape, generator=gen))
+
+
+def _conv_net():
+    return nn.Sequential(
+        nn.Conv2d(2, 4, 3, stride=2, padding=1), nn.BatchNorm2d(4), nn.ReLU(inplace=True),
+        nn.MaxPool2d(2), nn.Conv2d(4, 2, 3, padding="same", padding_mode="reflect", groups=2),
+        nn.ReLU(), nn.Flatten(), nn.Linear(2 * 2 * 2, 3))
+
+
+def _conv1d_net():
+    return nn.Sequential(nn.Conv1d(2, 3, 3, stride=2, padding=1), nn.BatchNorm1d(3), nn.ReLU(),
+                         nn.Flatten(), nn.Linear(3 * 4, 3))
+
+
+# name -> (model factory, input shape of one sample, piecewise linear?)
+PROBLEMS = {
+    "relu-mlp": (lambda: nn.Sequential(nn.Linear(5, 6), nn.ReLU(), nn.Linear(6, 4),
+                                       nn.ReLU(inplace=True), nn.Linear(4, 3)), (5,), True),
+    "conv-bn-maxpool": (_conv_net, (2, 8, 8), True),
+    "conv1d-bn": (_conv1d_net, (2, 8), True),
+    "residual-inplace": (Residual, (2, 4, 4), True),
+    "prelu-mlp": (lambda: nn.Sequential(nn.Linear(4, 5), nn.PReLU(5), nn.Linear(5, 3)), (4,), True),
+    "shared-parallel": (SharedParallel, (4,), True),
+    "tanh-mlp": (lambda: nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3)), (3,), False),
+    "functional-tanh": (FunctionalTanh, (3,), False),
+    "shared-nested": (SharedNested, (3,), False),
+}
+
+
+def make_problem(name: str, num_samples: int = 5, seed: int = 0):
+    factory, sample_shape, _ = PROBLEMS[name]
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = factory().to(DTYPE)
+    with torch.no_grad():
+        _randomize_batchnorms(model, gen)
+    model.eval()
+    inputs = torch.randn((num_samples, *sample_shape), generator=gen, dtype=DTYPE)
+    targets = torch.randint(0, 3, (num_samples,), generator=gen)
+    return model, inputs, targets
+
+
+def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach(), b.detach()
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-300))
+
+
+# ---------------------------------------------------------------- exact == brute force
+
+@pytest.fixture(scope="module")
+def references():
+    cache = {}
+
+    def get(name: str):
+        if name not in cache:
+            model, inputs, targets = make_problem(name)
+            cache[name] = (model, inputs, targets,
+                           hessian_diagonal_bruteforce(model, inputs, targets, TEMPERATURE))
+        return cache[name]
+    return get
+
+
+@pytest.mark.parametrize("name", list(PROBLEMS))
+def test_exact_equals_bruteforce(name, references):
+    model, inputs, targets, per_sample = references(name)
+    sums, squares = accumulate_hessian(model, inputs, targets, method="exact",
+                                       temperature=TEMPERATURE, num_probes=1, generator=None,
+                                       want_squares=True)
+    assert list(sums) == [n for n, _ in model.named_parameters()]
+    assert not any(s.requires_grad for s in [*sums.values(), *squares.values()])
+    for param, diag in per_sample.items():
+        assert diag.abs().max() > 0 or param.endswith("bias"), param  # a non-trivial reference
+        assert _rel_err(sums[param], diag.sum(0)) < 1e-6, param
+        assert _rel_err(squares[param], (diag * diag).sum(0)) < 1e-6, param
+
+
+@pytest.mark.parametrize("name", list(PROBLEMS))
+def test_piecewise_linear_detection(name):
+    model, inputs, _ = make_problem(name)
+    trainable = dict(model.named_parameters())
+    assert (piecewise_linear_reason(model, inputs[:2], trainable) is None) == PROBLEMS[name][2]
+
+
+def test_piecewise_linear_detection_float32():
+    model, inputs, _ = make_problem("conv-bn-maxpool")
+    model, inputs = model.float(), inputs.float()
+    assert piecewise_linear_reason(model, inputs[:2], dict(model.named_parameters())) is None
+
+
+def test_gauss_newton_differs_from_hessian_for_tanh(references):
+    """The GGN Σ_c (J_nᵀ s_c)² is exact for ReLU nets but misses the residual term for tanh."""
+    for name, equal in (("relu-mlp", True), ("tanh-mlp", False)):
+        model, inputs, _, per_sample = references(name)
+        trainable = dict(model.named_parameters())
+        factor = logit_hessian_factor(model(inputs).detach(), TEMPERATURE)  # (N, C, C)
+        ggn = {n: 0.0 for n in trainable}
+        for c in range(factor.shape[2]):
+            grads = func_per_sample_grads(model, trainable, inputs, factor[:, :, c])
+            ggn = {n: ggn[n] + grads[n] ** 2 for n in trainable}
+        errors = [_rel_err(ggn[n], per_sample[n]) for n in trainable]
+        assert (max(errors) < 1e-9) == equal, errors
+
+
+def test_chunking_does_not_change_results():
+    model, inputs, targets = make_problem("conv-bn-maxpool", num_samples=7)
+    for method in ("exact", "curvature-propagation"):
+        runs = [accumulate_hessian(model, inputs, targets, method=method, temperature=1.0,
+                                   num_probes=3, generator=torch.Generator().manual_seed(1),
+                                   want_squares=True, chunk_size=chunk) for chunk in (None, 3)]
+        for param in runs[0][0]:
+            assert _rel_err(runs[1][0][param], runs[0][0][param]) < 1e-12
+            assert _rel_err(runs[1][1][param], runs[0][1][param]) < 1e-12
+
+
+def test_train_mode_is_restored_and_ignored(references):
+    model, inputs, targets, per_sample = references("conv-bn-maxpool")
+    model.train()
+    stats = model[1].running_mean.clone()
+    try:
+        sums, _ = accumulate_hessian(model, inputs, targets, method="exact",
+                                     temperature=TEMPERATURE, num_probes=1, generator=None,
+                                     want_squares=False)
+        assert model.training and model[1].training
+        assert torch.equal(model[1].running_mean, stats)
+    finally:
+        model.eval()
+    assert _rel_err(sums["0.weight"], per_sample["0.weight"].sum(0)) < 1e-6
+
+
+def test_works_under_no_grad_and_with_frozen_parameters():
+    model, inputs, targets = make_problem("relu-mlp")
+    reference = hessian_diagonal_bruteforce(model, inputs, targets, 1.0)
+    model[0].weight.requires_grad_(False)
+    with torch.no_grad():
+        sums, _ = accumulate_hessian(model, inputs, targets, method="exact", temperature=1.0,
+                                     num_probes=1, generator=None, want_squares=False)
+    assert "0.weight" not in sums
+    for name in sums:
+        assert _rel_err(sums[name], reference[name].sum(0)) < 1e-6
+
+
+# ---------------------------------------------------------------- stochastic: unbiased, 1/√K
+
+def _z_scores(samples: torch.Tensor, exact: torch.Tensor):
+    """samples (R, ...) i.i.d. estimates; z = (mean − exact) / (std / √R) where std > 0."""
+    mean, std = samples.mean(0), samples.std(0)
+    varying = std > 1e-12 * exact.abs().max().clamp_min(1e-300)
+    assert torch.allclose(mean[~varying], exact[~varying], rtol=1e-9, atol=1e-12)
+    return ((mean - exact) / (std / samples.shape[0] ** 0.5))[varying]
+
+
+def _repeated(model, inputs, targets, method, repeats, num_probes, want_squares):
+    gen = torch.Generator().manual_seed(1234)
+    runs = [accumulate_hessian(model, inputs, targets, method=method, temperature=TEMPERATURE,
+                               num_probes=num_probes, generator=gen, want_squares=want_squares)
+            for _ in range(repeats)]
+    sums = {n: torch.stack([r[0][n] for r in runs]) for n in runs[0][0]}
+    squares = {n: torch.stack([r[1][n] for r in runs]) for n in runs[0][0]} if want_squares \
+        else None
+    return sums, squares
+
+
+@pytest.mark.parametrize("method,name,repeats", [
+    ("curvature-propagation", "relu-mlp", 160),
+    ("curvature-propagation", "conv-bn-maxpool", 128),
+    ("hutchinson", "relu-mlp", 128),
+    ("hutchinson", "tanh-mlp", 128),
+])
+def test_stochastic_estimators_are_unbiased(method, name, repeats, references):
+    """Means of R independent runs (2 probes each) match exact within their standard error, and
+    the error falls like 1/√R: errors normalized by std/√R have RMS ≈ 1 both at R/8 and at R."""
+    model, inputs, targets, per_sample = references(name)
+    sums, squares = _repeated(model, inputs, targets, method, repeats, 2, True)
+    for stat, exact_of in ((sums, lambda d: d.sum(0)), (squares, lambda d: (d * d).sum(0))):
+        z_all, z_few = [], []
+        for param, samples in stat.items():
+            exact = exact_of(per_sample[param])
+            z_all.append(_z_scores(samples, exact))
+            z_few.append(_z_scores(samples[:repeats // 8], exact))
+        z_all, z_few = torch.cat(z_all).detach(), torch.cat(z_few).detach()
+        assert z_all.numel() > 5
+        # Entries share probes, so their z are correlated: loose bounds on the RMS. A biased
+        # square (square of the probe mean) gives RMS 7-18 here.
+        assert 0.25 < float(z_all.pow(2).mean().sqrt()) < 2.0, z_all
+        assert 0.25 < float(z_few.pow(2).mean().sqrt()) < 2.5, z_few
+        assert float(z_all.abs().max()) < 5.0
+
+
+def test_curvature_propagation_single_probe_mean_is_unbiased(references):
+    """num_probes=1 without squares is allowed; many of them average to the exact diagonal."""
+    model, inputs, targets, per_sample = references("residual-inplace")
+    sums, _ = _repeated(model, inputs, targets, "curvature-propagation", 128, 1, False)
+    z = torch.cat([_z_scores(sums[n], per_sample[n].sum(0)) for n in sums]).detach()
+    assert 0.25 < float(z.pow(2).mean().sqrt()) < 2.0 and float(z.abs().max()) < 5.0
+
+
+def test_more_probes_in_one_call_reduce_the_error(references):
+    model, inputs, targets, per_sample = references("relu-mlp")
+    errors = []
+    for probes in (4, 256):
+        sums, _ = accumulate_hessian(model, inputs, targets, method="curvature-propagation",
+                                     temperature=TEMPERATURE, num_probes=probes,
+                                     generator=torch.Generator().manual_seed(5),
+                                     want_squares=False)
+        errors.append(sum(float((sums[n] - per_sample[n].sum(0)).pow(2).sum()) for n in sums))
+    assert (errors[0] / errors[1]) ** 0.5 > 3.0  # about 8 = √64
+
+
+def test_same_seed_same_result_other_seed_other_result():
+    model, inputs, targets = make_problem("relu-mlp")
+    for method in ("hutchinson", "curvature-propagation"):
+        results = [accumulate_hessian(model, inputs, targets, method=method, temperature=1.0,
+                                      num_probes=2, generator=torch.Generator().manual_seed(s),
+                                      want_squares=True)[0]["2.weight"] for s in (3, 3, 4)]
+        assert torch.equal(results[0], results[1])
+        assert not torch.equal(results[0], results[2])
+
+
+# ---------------------------------------------------------------- errors and helpers
+
+def test_curvature_propagation_refuses_non_piecewise_linear_models():
+    model, inputs, targets = make_problem("functional-tanh")
+    with pytest.raises(ModelError, match="hutchinson"):
+        accumulate_hessian(model, inputs, targets, method="curvature-propagation",
+                           temperature=1.0, num_probes=2, generator=None, want_squares=False)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"method": "lanczos"}, "method='lanczos' is unknown"),
+    ({"temperature": 0.0}, "temperature=0.0"),
+    ({"num_probes": 0}, "num_probes=0"),
+    ({"method": "hutchinson", "want_squares": True}, "two independent probes"),
+    ({"chunk_size": 0}, "chunk_size=0"),
+])
+def test_bad_settings(kwargs, match):
+    model, inputs, targets = make_problem("relu-mlp")
+    settings = {"method": "exact", "temperature": 1.0, "num_probes": 1, "generator": None,
+                "want_squares": False, **kwargs}
+    with pytest.raises(ConfigError, match=match):
+        accumulate_hessian(model, inputs, targets, **settings)
+
+
+def test_bad_batches_and_models():
+    model, inputs, targets = make_problem("relu-mlp")
+    settings = {"method": "exact", "temperature": 1.0, "num_probes": 1, "generator": None,
+                "want_squares": False}
+    with pytest.raises(ConfigError, match="targets must be integer labels"):
+        accumulate_hessian(model, inputs, targets[:2], **settings)
+    with pytest.raises(ConfigError, match=r"targets must lie in \[0, 3\)"):
+        accumulate_hessian(model, inputs, targets + 3, **settings)
+    with pytest.raises(ModelError, match="logits of shape"):
+        accumulate_hessian(nn.Sequential(model, nn.Unflatten(1, (1, 3))), inputs, targets,
+                           **settings)
+    batch_stats = nn.Sequential(nn.Linear(5, 3), nn.BatchNorm1d(3, track_running_stats=False))
+    with pytest.raises(ModelError, match="batch statistics"):
+        accumulate_hessian(batch_stats.to(DTYPE), inputs, targets, **settings)
+
+
+def test_empty_batch_gives_zeros():
+    model, inputs, targets = make_problem("relu-mlp")
+    sums, squares = accumulate_hessian(model, inputs[:0], targets[:0], method="exact",
+                                       temperature=1.0, num_probes=1, generator=None,
+                                       want_squares=True)
+    assert all(float(s.abs().sum()) == 0 for s in [*sums.values(), *squares.values()])
+
+
+def test_add_hessian_regularizer():
+    hessian = {"w": torch.tensor([0.0, 2.0, -1.0])}
+    assert torch.equal(add_hessian_regularizer(hessian, 0.5)["w"], torch.tensor([0.5, 2.5, -0.5]))
+    assert torch.equal(hessian["w"], torch.tensor([0.0, 2.0, -1.0]))  # not modified in place
+    for mu in (-1.0, float("nan")):
+        with pytest.raises(ConfigError, match="mu="):
+            add_hessian_regularizer(hessian, mu)
+
+
+def test_logit_hessian_factor_closed_form():
+    logits = torch.tensor([[0.3, -1.2, 2.0], [0.0, 0.0, 0.0]], dtype=DTYPE)
+    factor = logit_hessian_factor(logits, 2.0)
+    for n in range(2):
+        z = logits[n].clone().requires_grad_(True)
+        hessian = torch.autograd.functional.hessian(
+            lambda v: F.cross_entropy(v.unsqueeze(0) / 2.0, torch.tensor([1])), z)
+        assert torch.allclose(factor[n] @ factor[n].T, hessian, atol=1e-12)
