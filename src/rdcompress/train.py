@@ -109,7 +109,7 @@ def train(config: TrainConfig) -> TrainResult:
             loss.backward()
             optimizer.step()
             scheduler.step()
-            running += float(loss) * len(targets)
+            running += float(loss.detach()) * len(targets)
         bar.set_postfix(loss=f"{running / len(train_loader.dataset):.4f}")
     module.eval()
     metrics = {}

@@ -9,6 +9,7 @@ keyed by the archive's path, size and mtime (for a directory: every file's path,
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -60,7 +61,7 @@ def scan_archive(archive: Path, split: str):
     splits: set[str] = set()
     prefixes: set[str] = set()
     try:
-        with tarfile.open(archive, "r|*") as stream:
+        with _open_decompressed(archive) as raw, tarfile.open(fileobj=raw, mode="r|") as stream:
             for member in stream:
                 if not member.isfile() or not _is_image(member.name):
                     continue
@@ -75,12 +76,23 @@ def scan_archive(archive: Path, split: str):
                     handle = stream.extractfile(member)
                     data = handle.read() if handle else b""
                     wanted.setdefault(class_name, []).append((member.name, data))
+            # tarfile may stop quietly at a member boundary of a truncated stream; reading the
+            # compressed stream to its end makes gzip check its end marker, length and CRC.
+            while raw.read(1 << 20):
+                pass
     except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
         raise CorruptFileError(f"{archive}: broken archive ({error}). {FIX}") from error
     if len(prefixes) > 1:
         raise CorruptFileError(f"{archive}: images sit under several top folders "
                                f"{sorted(prefixes)}; expected one ROOT/<split>/<class>/ layout")
     return wanted, sorted(splits), sorted(classes)
+
+
+def _open_decompressed(archive: Path):
+    """The archive as a binary stream, gunzipped when it is gzip (detected by magic)."""
+    with open(archive, "rb") as handle:
+        magic = handle.read(2)
+    return gzip.open(archive, "rb") if magic == b"\x1f\x8b" else open(archive, "rb")
 
 
 def folder_root(directory: Path) -> Path:
