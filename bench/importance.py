@@ -1,7 +1,8 @@
 """Benchmark ``rdcompress.importance``: cost of each objective relative to a plain pass.
 
 For each model (MNIST MLP, ResNet-20 on CIFAR-10 JPEG) over the same calibration set, prints:
-- ``x plain``: time of the objective / time of one plain forward+backward over the same data;
+- ``x plain``: time of the objective / time of one plain forward+backward over the same data
+  (median over repeats of the ratio to a plain pass timed just before it);
 - ``vs loop``: speed-up over a per-sample autograd loop (timed on ``--loop-samples`` samples
   and scaled per sample);
 - ``vs vmap``: speed-up over naive torch.func over the whole model (vmap of grad / jacrev);
@@ -152,19 +153,33 @@ def bench_model(name: str, args: argparse.Namespace) -> list[dict]:
     model, inputs, labels = load(name, args.data_dir, args.samples)
     loop_x, loop_y = inputs[:args.loop_samples], labels[:args.loop_samples]
     scale = len(inputs) / len(loop_x)
-    plain, plain_mem = timed(lambda: plain_pass(model, inputs, labels, args.chunk), repeats=3)
-    rows = [{"model": name, "objective": "plain fwd+bwd", "seconds": plain, "x plain": 1.0,
-             "peak MiB": plain_mem}]
+
+    def plain() -> tuple[float, float]:
+        return timed(lambda: plain_pass(model, inputs, labels, args.chunk))
+
+    plain()  # warm-up
+    plain_time, plain_mem = timed(lambda: plain_pass(model, inputs, labels, args.chunk), 3)
+    rows = [{"model": name, "objective": "plain fwd+bwd", "seconds": plain_time,
+             "x plain": 1.0, "peak MiB": plain_mem}]
     for objective in args.objectives:
         kwargs = {"hessian_method": args.hessian_method} if "hessian" in objective else {}
-        ours, mem = timed(lambda o=objective, kw=kwargs: compute_importance(
-            model, [(inputs, labels)], o, chunk_size=args.chunk, **kw))
-        row = {"model": name, "objective": objective, "seconds": ours, "x plain": ours / plain,
-               "peak MiB": mem}
+        ratios, times, mem = [], [], 0.0
+        for _ in range(args.repeats):  # each run next to a plain pass: ratios resist noise
+            reference, _ = plain()
+            ours, peak = timed(lambda o=objective, kw=kwargs: compute_importance(
+                model, [(inputs, labels)], o, chunk_size=args.chunk, **kw))
+            ratios.append(ours / reference)
+            times.append(ours)
+            mem = max(mem, peak)
+        ours = min(times)
+        row = {"model": name, "objective": objective, "seconds": ours,
+               "x plain": statistics.median(ratios), "peak MiB": mem}
         if objective in FIRST_ORDER:
-            loop, _ = timed(lambda o=objective: per_sample_loop(model, loop_x, loop_y, o))
+            loop, _ = timed(lambda o=objective: per_sample_loop(model, loop_x, loop_y, o),
+                            repeats=args.repeats)
             vmapped, vmem = timed(lambda o=objective: naive_vmap(model, loop_x, loop_y, o,
-                                                                 args.vmap_chunk))
+                                                                 args.vmap_chunk),
+                                  repeats=args.repeats)
             row.update({"vs loop": loop * scale / ours, "vs vmap": vmapped * scale / ours,
                         "vmap MiB": vmem})
         rows.append(row)
@@ -187,12 +202,16 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["mnist-mlp", "resnet20"])
     parser.add_argument("--objectives", nargs="+", default=list(FIRST_ORDER))
     parser.add_argument("--samples", type=int, default=512)
-    parser.add_argument("--loop-samples", type=int, default=64,
+    parser.add_argument("--loop-samples", type=int, default=32,
                         help="samples for the per-sample loop and naive vmap (scaled up)")
     parser.add_argument("--chunk", type=int, default=128)
     parser.add_argument("--vmap-chunk", type=int, default=16)
     parser.add_argument("--hessian-method", default="exact")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs per measurement: min time, median ratio to a plain pass")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{args.samples} calibration samples")
     header = ("model      objective          seconds  x plain  vs loop  vs vmap  peak MiB  "

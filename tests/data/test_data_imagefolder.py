@@ -160,3 +160,16 @@ def test_truncated_jpeg_raises_even_if_pil_was_told_to_be_lenient(writers, tmp_p
     with pytest.raises(CorruptFileError, match="000.jpg"):
         load_dataset(str(tmp_path / "f"), "test")
     assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # restored afterwards
+
+
+def test_every_truncation_of_an_archive_raises(writers, tmp_path, helpers):
+    # tarfile alone may stop quietly at a member boundary: the gzip end check must catch it.
+    writers.image_folder(tmp_path / "g", fmt="JPEG", counts={"test": {"a": 30}})
+    full = helpers.tar_gz(tmp_path / "g", tmp_path / "g.tar.gz").read_bytes()
+    cut_path = tmp_path / "cut.tar.gz"
+    for cut in range(1, len(full), max(1, len(full) // 300)):
+        cut_path.write_bytes(full[:cut])
+        with pytest.raises(CorruptFileError, match="cut.tar.gz"):
+            imagefolder.scan_archive(cut_path, "test")
+    cut_path.write_bytes(full)
+    assert len(imagefolder.scan_archive(cut_path, "test")[0]["a"]) == 30

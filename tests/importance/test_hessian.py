@@ -74,6 +74,14 @@ class Residual(nn.Module):
         return self.head(self.pool(F.relu(out, inplace=True)).flatten(1))
 
 
+class PadShortcut(nn.Module):
+    """A custom parameter-free module (not in any table), like a CIFAR ResNet's option-A
+    shortcut: subsample and zero-pad the channels. Piecewise linear: the numerical check says so."""
+
+    def forward(self, x):
+        return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 1, 1))
+
+
 def _randomize_batchnorms(model: nn.Module, gen: torch.Generator) -> None:
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
@@ -102,6 +110,9 @@ PROBLEMS = {
     "conv-bn-maxpool": (_conv_net, (2, 8, 8), True),
     "conv1d-bn": (_conv1d_net, (2, 8), True),
     "residual-inplace": (Residual, (2, 4, 4), True),
+    "custom-shortcut": (lambda: nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), PadShortcut(),
+                                              nn.ReLU(), nn.Flatten(), nn.Linear(4 * 2 * 2, 3)),
+                        (2, 4, 4), True),
     "prelu-mlp": (lambda: nn.Sequential(nn.Linear(4, 5), nn.PReLU(5), nn.Linear(5, 3)), (4,), True),
     "shared-parallel": (SharedParallel, (4,), True),
     "tanh-mlp": (lambda: nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3)), (3,), False),
@@ -121,6 +132,15 @@ def make_problem(name: str, num_samples: int = 5, seed: int = 0):
     inputs = torch.randn((num_samples, *sample_shape), generator=gen, dtype=DTYPE)
     targets = torch.randint(0, 3, (num_samples,), generator=gen)
     return model, inputs, targets
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These tensors are tiny: one thread avoids contention on a shared CI machine (~5x faster)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -162,6 +182,12 @@ def test_piecewise_linear_detection(name):
     model, inputs, _ = make_problem(name)
     trainable = dict(model.named_parameters())
     assert (piecewise_linear_reason(model, inputs[:2], trainable) is None) == PROBLEMS[name][2]
+
+
+def test_nonlinear_module_table_names_the_module():
+    model, inputs, _ = make_problem("tanh-mlp")
+    reason = piecewise_linear_reason(model, inputs[:2], dict(model.named_parameters()))
+    assert "'1' of type Tanh" in reason
 
 
 def test_piecewise_linear_detection_float32():

@@ -40,7 +40,8 @@ from rdcompress.errors import ModelError
 # Tables of module types
 # --------------------------------------------------------------------------------------------
 
-# Parameter-free modules that are piecewise linear in their input (eval mode for dropout).
+# Modules known to be piecewise linear in their input (parameter-free; dropout in eval mode).
+# Documentation and a fast answer; types in neither table go to the numerical check below.
 PIECEWISE_LINEAR_MODULES: tuple[type[nn.Module], ...] = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Hardtanh, nn.Identity, nn.Flatten, nn.Unflatten,
     nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
@@ -49,14 +50,19 @@ PIECEWISE_LINEAR_MODULES: tuple[type[nn.Module], ...] = (
     nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
     nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d, nn.ConstantPad1d, nn.ConstantPad2d,
     nn.ConstantPad3d, nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReplicationPad1d,
-    nn.ReplicationPad2d, nn.Upsample, nn.PixelShuffle, nn.PixelUnshuffle,
-    nn.ChannelShuffle,
-)
-# Modules with parameters that are affine in those parameters and piecewise linear in their
-# input, but without a hook kernel below (their parameters go through the torch.func fallback).
-AFFINE_MODULES_WITHOUT_KERNEL: tuple[type[nn.Module], ...] = (
+    nn.ReplicationPad2d, nn.Upsample, nn.PixelShuffle, nn.PixelUnshuffle, nn.ChannelShuffle,
+    # with parameters, affine in them; no hook kernel (their parameters use torch.func)
     nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.PReLU,
-    nn.Embedding, nn.Bilinear,
+    nn.Embedding,
+)
+# Modules known NOT to be piecewise linear: the Gauss-Newton misses the residual term.
+NONLINEAR_MODULES: tuple[type[nn.Module], ...] = (
+    nn.Tanh, nn.Sigmoid, nn.Hardsigmoid, nn.GELU, nn.SiLU, nn.Mish, nn.ELU, nn.CELU, nn.SELU,
+    nn.GLU, nn.Softplus, nn.Softsign, nn.Tanhshrink, nn.LogSigmoid, nn.Hardswish,
+    nn.Softmax, nn.LogSoftmax, nn.Softmin, nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm1d,
+    nn.InstanceNorm2d, nn.InstanceNorm3d, nn.LocalResponseNorm, nn.RMSNorm,
+    nn.MultiheadAttention, nn.Bilinear, nn.RNN, nn.LSTM, nn.GRU, nn.Transformer,
+    nn.TransformerEncoderLayer, nn.TransformerDecoderLayer,
 )
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
@@ -162,14 +168,9 @@ _PL_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _table_reason(model: nn.Module) -> str | None:
-    """Why the module table says the model may not be piecewise linear, or None if it is."""
-    safe = PIECEWISE_LINEAR_MODULES + AFFINE_MODULES_WITHOUT_KERNEL + tuple(KERNELS)
+    """The first module of a known nonlinear type, as a reason, or None."""
     for name, module in model.named_modules():
-        is_leaf = next(module.children(), None) is None
-        owns_params = next(module.parameters(recurse=False), None) is not None
-        if not (is_leaf or owns_params):
-            continue
-        if type(module) not in safe:
+        if isinstance(module, NONLINEAR_MODULES):
             return f"module {name!r} of type {type(module).__name__} is not piecewise linear"
     return None
 
@@ -206,8 +207,11 @@ def piecewise_linear_reason(model: nn.Module, example: Tensor,
                             trainable: dict[str, Tensor]) -> str | None:
     """None if the GGN diagonal equals the Hessian diagonal for this model, else the reason.
 
-    The module table decides first; if it passes, a numerical check on ``example`` (1–2 samples)
-    confirms it. Cached per model (keyed by module types, parameter shapes and training flags).
+    A module of a type in NONLINEAR_MODULES decides at once. Otherwise (known piecewise-linear
+    types, and custom modules such as a ResNet's padding shortcut) a numerical check on
+    ``example`` (a few samples) decides: it also catches nonlinear functions called in forward().
+    It can miss a nonlinearity that is inactive on those samples (e.g. behind dead ReLUs).
+    Cached per model (keyed by module types, parameter shapes and training flags).
     """
     signature = tuple((n, type(m), m.training) for n, m in model.named_modules()) + tuple(
         (n, tuple(p.shape)) for n, p in trainable.items())

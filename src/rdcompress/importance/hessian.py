@@ -108,7 +108,7 @@ def accumulate_hessian(model: nn.Module, inputs: Tensor, targets: Tensor, *, met
                 _hutchinson_chunk(model, trainable, x, y, temperature, num_probes, generator,
                                   moments)
             return _checked(sums, squares)
-        reason = piecewise_linear_reason(model, inputs[:2], trainable)
+        reason = piecewise_linear_reason(model, inputs[:4], trainable)
         if reason is not None and method == "curvature-propagation":
             raise ModelError(
                 f"curvature propagation estimates the Gauss-Newton diagonal, which equals the "

@@ -79,12 +79,23 @@ def prepare(
 def check_k(w: np.ndarray, k: int) -> None:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ConfigError(f"k={k!r} clusters is not a positive integer; use k >= 1.")
+    if k <= _distinct_lower_bound(w, k):
+        return  # O(n) proof that there are enough distinct values, no sort needed
     distinct = np.unique(w).size
     if k > distinct:
         raise ConfigError(
             f"k={k} clusters is more than the {distinct} distinct weight values of this layer; "
             f"choose k <= {distinct}."
         )
+
+
+def _distinct_lower_bound(w: np.ndarray, k: int) -> int:
+    """Non-empty cells of a 4k-cell histogram: a lower bound on the distinct values of w."""
+    low, high = float(w.min()), float(w.max())
+    if high <= low:
+        return 1
+    cells = np.minimum(((w - low) * (4 * k / (high - low))).astype(np.int64), 4 * k - 1)
+    return int(np.count_nonzero(np.bincount(cells, minlength=4 * k)))
 
 
 def _importance(values, w: np.ndarray, name: str) -> np.ndarray:

@@ -52,6 +52,8 @@ def lloyd_from(
         iterations += 1
         new_c = np.sort(layer.centroids(edges, c))
         new_edges = layer.edges(new_c)
+        if np.any(new_edges[1:] == new_edges[:-1]):
+            new_c, new_edges = _relocate_empty(layer, new_c, new_edges)
         moved = float(np.max(np.abs(new_c - c)))
         c = new_c
         if np.array_equal(new_edges, edges) or moved <= tol * span:
@@ -63,6 +65,30 @@ def lloyd_from(
         codebook=c, assignments=labels, objective=distortion(w, I, H, c[labels]),
         iterations=iterations, converged=converged,
     )
+
+
+def _relocate_empty(layer: SortedLayer, c: np.ndarray, edges: np.ndarray):
+    """Move centroids of empty clusters onto the weights of largest error I (w − c)².
+
+    As in scikit-learn's k-means; it cannot raise J: the moved centroid sits on a weight whose
+    cost drops to 0, and every other weight keeps a centroid at least as near.
+    """
+    k = c.size
+    empty = np.flatnonzero(edges[1:] == edges[:-1])
+    labels = np.repeat(np.arange(k), np.diff(edges))  # (n,) sorted order
+    error = layer.I * np.square(layer.w - c[labels])
+    taken, picked = set(c.tolist()), []
+    for index in np.argsort(error, kind="stable")[::-1]:
+        if len(picked) == empty.size or error[index] <= 0:
+            break
+        value = float(layer.w[index])
+        if value not in taken:
+            taken.add(value)
+            picked.append(value)
+    c = c.copy()
+    c[empty[: len(picked)]] = picked
+    c = np.sort(c)
+    return c, layer.edges(c)
 
 
 def init_codebook(w: np.ndarray, k: int, init, seed: int = 0) -> np.ndarray:

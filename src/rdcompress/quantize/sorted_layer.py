@@ -28,6 +28,7 @@ class SortedLayer:
         self.n = self.w.size
         wc = self.w - self.shift  # (n,) centred
         Is = I[self.order]
+        self.I = Is  # (n,) importances in sorted order
 
         def prefix(values: np.ndarray) -> np.ndarray:  # (n + 1,), leading zero
             out = np.empty(values.size + 1)
