@@ -1,3 +1,31 @@
-"""rdcompress: compress trained PyTorch models by rate-distortion theory."""
+"""rdcompress: compress trained PyTorch models by rate-distortion theory.
+
+Top-level API (imported lazily so that ``rdcompress --help`` stays fast):
+
+- ``rdcompress.load(path)`` — a compressed ``.rdz`` model as a ready ``nn.Module``;
+- ``rdcompress.compress(model, config, importance)`` — see ``rdcompress.compress``;
+- ``rdcompress.compute_importance(model, loader, objective)`` — see ``rdcompress.importance``.
+"""
+
+from typing import Any
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "load": ("rdcompress.compress", "load"),
+    "compress": ("rdcompress.compress", "compress"),
+    "compute_importance": ("rdcompress.importance", "compute_importance"),
+    "load_model": ("rdcompress.models", "load_model"),
+    "load_dataset": ("rdcompress.data", "load_dataset"),
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module_name, attribute = _LAZY[name]
+        return getattr(importlib.import_module(module_name), attribute)
+    raise AttributeError(f"module 'rdcompress' has no attribute {name!r}")

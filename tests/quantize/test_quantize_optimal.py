@@ -112,3 +112,15 @@ def test_k_equals_distinct_is_lossless_and_torch_input():
 def test_k_too_large():
     with pytest.raises(ConfigError, match=r"k=4 .*3 distinct"):
         optimal_quantize(np.array([1.0, 2.0, 2.0, 3.0]), None, 4)
+
+
+def test_fast_path_with_duplicates_and_zero_importance():
+    rng = np.random.default_rng(5)
+    w = np.round(rng.laplace(size=30000), 2)
+    I = rng.exponential(size=30000) * (rng.random(30000) > 0.3)
+    exact = optimal_quantize(w, I, 12, exact_limit=None)
+    fast = optimal_quantize(w, I, 12, exact_limit=0, bins=512)
+    assert fast.objective == pytest.approx(np.sum(I * (w - fast.reconstruction) ** 2))
+    assert exact.objective <= fast.objective <= exact.objective * 1.01
+    nearest = np.argmin(np.abs(w[:, None] - fast.codebook[None, :]), axis=1)
+    np.testing.assert_allclose(fast.codebook[nearest], fast.reconstruction)

@@ -7,6 +7,7 @@ cannot modify it; it builds codec entries and the exact tensors those entries de
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -86,9 +87,10 @@ def pruned_result(layer: LayerInput, mask: torch.Tensor) -> LayerResult:
     """Keep the masked weights exactly (a PrunedTensor); mask has the weight's shape."""
     flat_mask = mask.reshape(-1)
     w_hat = torch.where(mask, layer.weight, torch.zeros_like(layer.weight))
+    kept_values: Any = layer.weight.reshape(-1)[flat_mask].clone()  # the codec takes torch
     entry = PrunedTensor(
         name=layer.name, shape=tuple(layer.weight.shape), dtype=DTYPE_NAMES[layer.weight.dtype],
-        mask=flat_mask.numpy().copy(), values=layer.weight.reshape(-1)[flat_mask].clone(),
+        mask=flat_mask.numpy().copy(), values=kept_values,
     )
     return LayerResult(entry, w_hat, _stats(layer, w_hat, int(flat_mask.sum()), None, None))
 

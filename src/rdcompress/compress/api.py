@@ -83,7 +83,8 @@ def compress(
     inputs = _layer_inputs(params, names, importance, weights_sha256)
     results = handler(inputs, config)
 
-    compressed_state, tensors = {}, []
+    compressed_state: dict[str, torch.Tensor] = {}
+    tensors: list[Any] = []  # codec entries
     tied = {params[n].data_ptr(): n for n in names if params[n].numel()}  # shared weights
     for key, tensor in state.items():
         if key in results:
@@ -94,9 +95,9 @@ def compress(
         if source is not None and tensor.shape == params[source].shape:
             value = results[source].weight.clone()  # an alias of a compressed weight
         else:
-            value = tensor.detach().to("cpu").clone()
+            value = tensor.detach().to("cpu").clone()  # the codec takes torch tensors
         compressed_state[key] = value
-        tensors.append(RawTensor(key, value))
+        tensors.append(RawTensor(key, value))  # type: ignore[arg-type]
     manifest = {
         "model": model_spec,
         "model_metadata": model_metadata,

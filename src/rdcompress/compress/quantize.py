@@ -53,7 +53,7 @@ class QuantizeConfig:
 
     @property
     def k(self) -> int:
-        return int(self.clusters) if self.clusters is not None else 2 ** int(self.bits)
+        return int(self.clusters) if self.clusters is not None else 2 ** int(self.bits or 0)
 
     def to_dict(self) -> dict:
         return {"method": self.method, **asdict(self), "k": self.k}

@@ -19,7 +19,11 @@ HANDLERS: dict[type, Handler] = {
     QuantizeConfig: handle_quantize,
     PruneQuantizeConfig: handle_prune_quantize,
 }
-METHODS: dict[str, type] = {config.method: config for config in HANDLERS}
+METHODS: dict[str, type] = {
+    PruneConfig.method: PruneConfig,
+    QuantizeConfig.method: QuantizeConfig,
+    PruneQuantizeConfig.method: PruneQuantizeConfig,
+}
 
 
 def handler_for(config: Any) -> Handler:

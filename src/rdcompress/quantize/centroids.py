@@ -55,12 +55,13 @@ def update_centroids(sums: ClusterSums, previous: np.ndarray) -> np.ndarray:
     centroid[has_mass] = sums.Iw[has_mass] / sums.I[has_mass]
     plain = (~has_mass) & (sums.count > 0)
     centroid[plain] = sums.w[plain] / sums.count[plain]
-    if sums.H is not None:
-        quartic = sums.H > 0
+    H, Hw, Hw2, Hw3 = sums.H, sums.Hw, sums.Hw2, sums.Hw3
+    if H is not None and Hw is not None and Hw2 is not None and Hw3 is not None:
+        quartic = H > 0
         if np.any(quartic):
             centroid[quartic] = quartic_root(
-                sums.H[quartic], sums.Hw[quartic], sums.Hw2[quartic], sums.Hw3[quartic],
-                sums.I[quartic], sums.Iw[quartic],
+                H[quartic], Hw[quartic], Hw2[quartic], Hw3[quartic], sums.I[quartic],
+                sums.Iw[quartic],
             )
     return centroid
 

@@ -77,7 +77,7 @@ def _relocate_empty(layer: SortedLayer, c: np.ndarray, edges: np.ndarray):
     empty = np.flatnonzero(edges[1:] == edges[:-1])
     labels = np.repeat(np.arange(k), np.diff(edges))  # (n,) sorted order
     error = layer.I * np.square(layer.w - c[labels])
-    taken, picked = set(c.tolist()), []
+    taken, picked = set(c.tolist()), list[float]()
     for index in np.argsort(error, kind="stable")[::-1]:
         if len(picked) == empty.size or error[index] <= 0:
             break
