@@ -3,7 +3,7 @@
 Top-level API (imported lazily so that ``rdcompress --help`` stays fast):
 
 - ``rdcompress.load(path)`` — a compressed ``.rdz`` model as a ready ``nn.Module``;
-- ``rdcompress.compress(model, config, importance)`` — see ``rdcompress.compress``;
+- ``rdcompress.compress.compress(model, config, importance)`` — the subpackage's function;
 - ``rdcompress.compute_importance(model, loader, objective)`` — see ``rdcompress.importance``.
 """
 
@@ -13,7 +13,6 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "load": ("rdcompress.compress", "load"),
-    "compress": ("rdcompress.compress", "compress"),
     "compute_importance": ("rdcompress.importance", "compute_importance"),
     "load_model": ("rdcompress.models", "load_model"),
     "load_dataset": ("rdcompress.data", "load_dataset"),
