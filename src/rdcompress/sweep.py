@@ -192,7 +192,10 @@ def _one_run(config: SweepConfig, loaded: LoadedModel, importance: Any, method: 
         method_config: Any = PruneConfig(kept_fraction=float(value))
         setting = f"kept={value:g}"
     else:
-        method_config = QuantizeConfig(clusters=int(value), algorithm=config.algorithm)
+        # the quartic term of gradient+hessian needs Algorithm 2 (App. C.2) to be minimized
+        algorithm = ("quartic" if objective == "gradient+hessian" and config.algorithm == "lloyd"
+                     else config.algorithm)
+        method_config = QuantizeConfig(clusters=int(value), algorithm=algorithm)
         setting = f"k={int(value)}"
     compressed = compress(loaded.module, method_config, importance, model_spec=loaded.spec,
                           coder=config.coder)

@@ -65,6 +65,15 @@ NONLINEAR_MODULES: tuple[type[nn.Module], ...] = (
     nn.TransformerEncoderLayer, nn.TransformerDecoderLayer,
 )
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+CONTEXT_BUDGET = 1 << 27  # elements of prepared inputs kept across backward passes (~512 MiB f32)
+
+
+# Each kernel is a pair: prepare(module, input) -> context, computed once per forward and
+# reused by every backward pass, and grads(module, context, grad of output) -> {attr: value},
+# a value being a per-sample gradient (N, *param.shape) or a rank-one factor pair (g, x).
+
+def _linear_prepare(module: nn.Module, x: Tensor) -> Tensor:
+    return x  # (N, ..., in)
 
 
 def _linear_grads(module: nn.Module, x: Tensor, g: Tensor) -> dict[str, Tensor | tuple]:
@@ -80,8 +89,8 @@ def _linear_grads(module: nn.Module, x: Tensor, g: Tensor) -> dict[str, Tensor |
     return out
 
 
-def _conv_grads(module: nn.Module, x: Tensor, g: Tensor) -> dict[str, Tensor | tuple]:
-    """Per-sample gradients of Conv1d/Conv2d by unfolding. x: (N, Cin, *S), g: (N, O, *S_out)."""
+def _conv_prepare(module: nn.Module, x: Tensor) -> Tensor:
+    """Unfolded input of Conv1d/Conv2d: (N, Cin, *S) -> (N, G, Cin/G·K, L)."""
     m = module
     if isinstance(m.padding, str) or m.padding_mode != "zeros":
         mode = "constant" if m.padding_mode == "zeros" else m.padding_mode
@@ -91,42 +100,50 @@ def _conv_grads(module: nn.Module, x: Tensor, g: Tensor) -> dict[str, Tensor | t
         padding = tuple(m.padding)
     kernel, stride, dilation = tuple(m.kernel_size), tuple(m.stride), tuple(m.dilation)
     if x.dim() == 3:  # Conv1d as a Conv2d of height one
-        x, g = x.unsqueeze(2), g.unsqueeze(2)
+        x = x.unsqueeze(2)
         kernel, stride, dilation, padding = ((1,) + kernel, (1,) + stride, (1,) + dilation,
                                              (0,) + padding)
-    n, groups, out_ch = x.shape[0], m.groups, g.shape[1]
     cols = F.unfold(x, kernel, dilation=dilation, padding=padding, stride=stride)  # (N, Cin·K, L)
-    cols = cols.reshape(n, groups, -1, cols.shape[-1])                          # (N, G, Cin/G·K, L)
-    g_flat = g.reshape(n, groups, out_ch // groups, -1)                         # (N, G, O/G, L)
-    weight = torch.einsum("ngol,ngkl->ngok", g_flat, cols).reshape(n, *m.weight.shape)
+    return cols.reshape(x.shape[0], m.groups, -1, cols.shape[-1])
+
+
+def _conv_grads(module: nn.Module, cols: Tensor, g: Tensor) -> dict[str, Tensor | tuple]:
+    """Per-sample gradients of Conv1d/Conv2d. cols: (N, G, Cin/G·K, L), g: (N, O, *S_out)."""
+    n, groups = cols.shape[0], cols.shape[1]
+    g_flat = g.reshape(n, groups, g.shape[1] // groups, -1)                 # (N, G, O/G, L)
+    weight = torch.einsum("ngol,ngkl->ngok", g_flat, cols).reshape(n, *module.weight.shape)
     out: dict[str, Tensor | tuple] = {"weight": weight}
-    if m.bias is not None:
+    if module.bias is not None:
         out["bias"] = g.flatten(2).sum(2)  # (N, O)
     return out
 
 
-def _batchnorm_grads(module: nn.Module, x: Tensor, g: Tensor) -> dict[str, Tensor | tuple]:
-    """Per-sample gradients of an eval BatchNorm: y = x̂ γ + β. x, g: (N, C, *S)."""
-    m = module
+def _batchnorm_prepare(module: nn.Module, x: Tensor) -> Tensor:
+    """x̂ = (x − running mean) / √(running var + eps), (N, C, *S)."""
     shape = (1, -1) + (1,) * (x.dim() - 2)
-    x_hat = (x - m.running_mean.view(shape)) * torch.rsqrt(m.running_var.view(shape) + m.eps)
+    return ((x - module.running_mean.view(shape))
+            * torch.rsqrt(module.running_var.view(shape) + module.eps))
+
+
+def _batchnorm_grads(module: nn.Module, x_hat: Tensor, g: Tensor) -> dict[str, Tensor | tuple]:
+    """Per-sample gradients of an eval BatchNorm: y = x̂ γ + β. x_hat, g: (N, C, *S)."""
     out: dict[str, Tensor | tuple] = {}
-    if m.weight is not None:
-        out["weight"] = (g * x_hat).flatten(2).sum(2) if x.dim() > 2 else g * x_hat  # (N, C)
-    if m.bias is not None:
-        out["bias"] = g.flatten(2).sum(2) if x.dim() > 2 else g  # (N, C)
+    if module.weight is not None:
+        out["weight"] = (g * x_hat).flatten(2).sum(2) if g.dim() > 2 else g * x_hat  # (N, C)
+    if module.bias is not None:
+        out["bias"] = g.flatten(2).sum(2) if g.dim() > 2 else g  # (N, C)
     return out
 
 
-# Module type -> kernel(module, input (N, ...), grad of output (N, ...)) -> {param attr: grads}.
-# A value is a per-sample gradient (N, *param.shape) or a rank-one factor pair (g, x).
-KERNELS: dict[type[nn.Module], Callable[[nn.Module, Tensor, Tensor], dict]] = {
-    nn.Linear: _linear_grads,
-    nn.Conv1d: _conv_grads,
-    nn.Conv2d: _conv_grads,
-    nn.BatchNorm1d: _batchnorm_grads,
-    nn.BatchNorm2d: _batchnorm_grads,
-    nn.BatchNorm3d: _batchnorm_grads,
+KernelPair = tuple[Callable[[nn.Module, Tensor], Tensor],
+                   Callable[[nn.Module, Tensor, Tensor], dict]]
+KERNELS: dict[type[nn.Module], KernelPair] = {
+    nn.Linear: (_linear_prepare, _linear_grads),
+    nn.Conv1d: (_conv_prepare, _conv_grads),
+    nn.Conv2d: (_conv_prepare, _conv_grads),
+    nn.BatchNorm1d: (_batchnorm_prepare, _batchnorm_grads),
+    nn.BatchNorm2d: (_batchnorm_prepare, _batchnorm_grads),
+    nn.BatchNorm3d: (_batchnorm_prepare, _batchnorm_grads),
 }
 
 
@@ -280,13 +297,15 @@ class HookedGGN:
             for p in call.module.parameters(recurse=False):
                 uses[id(p)] = uses.get(id(p), 0) + 1
         self._uses = uses
+        self._contexts: dict[int, Tensor] = {}  # call index -> prepared input (unfolded, x̂)
+        self._cached = 0
 
     def per_sample_grads(self, u: Tensor, last: bool) -> dict[str, Tensor | tuple]:
         outputs = [c.output for c in self.calls]
         grads = torch.autograd.grad(self.logits, outputs, grad_outputs=u, retain_graph=not last,
                                     allow_unused=True)
         result: dict[str, Tensor | tuple] = {}
-        for call, g in zip(self.calls, grads, strict=True):
+        for index, (call, g) in enumerate(zip(self.calls, grads, strict=True)):
             if g is None:
                 g = torch.zeros_like(call.output)
             if call.input._version != call.version:
@@ -294,8 +313,14 @@ class HookedGGN:
                     f"the input of a {type(call.module).__name__} was modified in place after "
                     "the layer used it; per-sample gradients need it unchanged (avoid in-place "
                     "ops on layer inputs, or use method='hutchinson')")
-            kernel = KERNELS[type(call.module)]
-            for attr, value in kernel(call.module, call.input.detach(), g).items():
+            prepare, kernel = KERNELS[type(call.module)]
+            context = self._contexts.get(index)
+            if context is None:
+                context = prepare(call.module, call.input.detach())
+                if self._cached + context.numel() <= CONTEXT_BUDGET:  # reuse in later passes
+                    self._contexts[index] = context
+                    self._cached += context.numel()
+            for attr, value in kernel(call.module, context, g).items():
                 param = getattr(call.module, attr)
                 name = self.param_names.get(id(param))
                 if name is None:  # frozen parameter
@@ -307,6 +332,7 @@ class HookedGGN:
 
     def free(self) -> None:
         self.calls.clear()
+        self._contexts.clear()
         self.logits = None  # type: ignore[assignment]
 
 
