@@ -115,8 +115,12 @@ PROBLEMS = {
                         (2, 4, 4), True),
     "prelu-mlp": (lambda: nn.Sequential(nn.Linear(4, 5), nn.PReLU(5), nn.Linear(5, 3)), (4,), True),
     "shared-parallel": (SharedParallel, (4,), True),
+    "logsoftmax-output": (lambda: nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3),
+                                                nn.LogSoftmax(dim=1)), (4,), True),
     "tanh-mlp": (lambda: nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3)), (3,), False),
     "functional-tanh": (FunctionalTanh, (3,), False),
+    "logsoftmax-hidden": (lambda: nn.Sequential(nn.Linear(4, 5), nn.LogSoftmax(dim=1),
+                                                nn.Linear(5, 3)), (4,), False),
     "shared-nested": (SharedNested, (3,), False),
 }
 

@@ -56,10 +56,12 @@ PIECEWISE_LINEAR_MODULES: tuple[type[nn.Module], ...] = (
     nn.Embedding,
 )
 # Modules known NOT to be piecewise linear: the Gauss-Newton misses the residual term.
+# (Not LogSoftmax: as the last layer it only shifts each sample's logits by a constant, which
+# the cross-entropy ignores; the numerical check, on centred logits, accepts it there.)
 NONLINEAR_MODULES: tuple[type[nn.Module], ...] = (
     nn.Tanh, nn.Sigmoid, nn.Hardsigmoid, nn.GELU, nn.SiLU, nn.Mish, nn.ELU, nn.CELU, nn.SELU,
     nn.GLU, nn.Softplus, nn.Softsign, nn.Tanhshrink, nn.LogSigmoid, nn.Hardswish,
-    nn.Softmax, nn.LogSoftmax, nn.Softmin, nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm1d,
+    nn.Softmax, nn.Softmin, nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm1d,
     nn.InstanceNorm2d, nn.InstanceNorm3d, nn.LocalResponseNorm, nn.RMSNorm,
     nn.MultiheadAttention, nn.Bilinear, nn.RNN, nn.LSTM, nn.GRU, nn.Transformer,
     nn.TransformerEncoderLayer, nn.TransformerDecoderLayer,
@@ -193,10 +195,13 @@ def _table_reason(model: nn.Module) -> str | None:
 
 
 def _numerical_reason(model: nn.Module, x: Tensor, trainable: dict[str, Tensor]) -> str | None:
-    """Check d²z(w + t v)/dt² = 0 at t = 0 for a random v in each parameter tensor alone.
+    """Check d²z̄(w + t v)/dt² = 0 at t = 0 for a random v in each parameter tensor alone.
 
-    Catches nonlinearities called functionally in forward() (F.gelu, torch.tanh, x * y), which
-    the module table cannot see. Zero up to round-off for a locally linear map; O(1) otherwise.
+    z̄ = z − mean_c z: cross-entropy at any temperature ignores a per-sample shift of the logits
+    (its gradient (p − y)/T and Hessian diag(p) − ppᵀ both annihilate the all-ones vector), so
+    only the centred logits need to be locally linear; a final LogSoftmax passes. Catches
+    nonlinearities called functionally in forward() (F.gelu, torch.tanh, x * y), which the module
+    table cannot see. Zero up to round-off for a locally linear map; O(1) otherwise.
     """
     gen = torch.Generator().manual_seed(0)
     eps = torch.finfo(x.dtype).eps if x.is_floating_point() else 1e-7
@@ -205,7 +210,8 @@ def _numerical_reason(model: nn.Module, x: Tensor, trainable: dict[str, Tensor])
         v = (torch.randn(p.shape, generator=gen, dtype=torch.float64) * rms).to(p)
 
         def logits_of(value: Tensor, name: str = name) -> Tensor:
-            return functional_call(model, {name: value}, (x,))
+            logits = functional_call(model, {name: value}, (x,))      # (n, C)
+            return logits - logits.mean(1, keepdim=True)
 
         def first(value: Tensor, v: Tensor = v, f: Callable = logits_of) -> Tensor:
             return jvp(f, (value,), (v,))[1]
