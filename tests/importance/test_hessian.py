@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -45,6 +47,19 @@ class SharedParallel(nn.Module):
 
     def forward(self, x):
         return self.head(F.relu(self.a(x))) + self.head(F.relu(self.b(x)))
+
+
+class FunctionalReuse(nn.Module):
+    """fc2's weight is also used by F.linear outside the module: the hooks cannot see that use,
+    the batch-gradient check notices, and the torch.func engine takes over."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(4, 5), nn.Linear(5, 3)
+
+    def forward(self, x):
+        hidden = F.relu(self.fc1(x))
+        return self.fc2(hidden) + F.linear(hidden.flip(1), self.fc2.weight)
 
 
 class SharedNested(nn.Module):
@@ -115,6 +130,7 @@ PROBLEMS = {
                         (2, 4, 4), True),
     "prelu-mlp": (lambda: nn.Sequential(nn.Linear(4, 5), nn.PReLU(5), nn.Linear(5, 3)), (4,), True),
     "shared-parallel": (SharedParallel, (4,), True),
+    "functional-reuse": (FunctionalReuse, (4,), True),
     "logsoftmax-output": (lambda: nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3),
                                                 nn.LogSoftmax(dim=1)), (4,), True),
     "tanh-mlp": (lambda: nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3)), (3,), False),
@@ -214,6 +230,17 @@ def test_gauss_newton_differs_from_hessian_for_tanh(references):
         assert (max(errors) < 1e-9) == equal, errors
 
 
+def test_float32_model_matches_float64_reference(references):
+    model, inputs, targets, per_sample = references("conv-bn-maxpool")
+    sums, squares = accumulate_hessian(copy.deepcopy(model).float(), inputs.float(), targets,
+                                       method="exact", temperature=TEMPERATURE, num_probes=1,
+                                       generator=None, want_squares=True)
+    for name, diag in per_sample.items():
+        assert sums[name].dtype == torch.float32
+        assert _rel_err(sums[name].double(), diag.sum(0)) < 1e-4, name
+        assert _rel_err(squares[name].double(), (diag * diag).sum(0)) < 1e-4, name
+
+
 def test_chunking_does_not_change_results():
     model, inputs, targets = make_problem("conv-bn-maxpool", num_samples=7)
     for method in ("exact", "curvature-propagation"):
@@ -278,6 +305,7 @@ def _repeated(model, inputs, targets, method, repeats, num_probes, want_squares)
     ("curvature-propagation", "conv-bn-maxpool", 128),
     ("hutchinson", "relu-mlp", 128),
     ("hutchinson", "tanh-mlp", 128),
+    ("hutchinson", "conv-bn-maxpool", 96),
 ])
 def test_stochastic_estimators_are_unbiased(method, name, repeats, references):
     """Means of R independent runs (2 probes each) match exact within their standard error, and
@@ -299,9 +327,10 @@ def test_stochastic_estimators_are_unbiased(method, name, repeats, references):
         assert float(z_all.abs().max()) < 5.0
 
 
-def test_curvature_propagation_single_probe_mean_is_unbiased(references):
+@pytest.mark.parametrize("name", ["residual-inplace", "logsoftmax-output"])
+def test_curvature_propagation_single_probe_mean_is_unbiased(name, references):
     """num_probes=1 without squares is allowed; many of them average to the exact diagonal."""
-    model, inputs, targets, per_sample = references("residual-inplace")
+    model, inputs, targets, per_sample = references(name)
     sums, _ = _repeated(model, inputs, targets, "curvature-propagation", 128, 1, False)
     z = torch.cat([_z_scores(sums[n], per_sample[n].sum(0)) for n in sums]).detach()
     assert 0.25 < float(z.pow(2).mean().sqrt()) < 2.0 and float(z.abs().max()) < 5.0
@@ -327,6 +356,11 @@ def test_same_seed_same_result_other_seed_other_result():
                                       want_squares=True)[0]["2.weight"] for s in (3, 3, 4)]
         assert torch.equal(results[0], results[1])
         assert not torch.equal(results[0], results[2])
+        # Sums alone are reduced on the fly; same probes, same sums.
+        alone = accumulate_hessian(model, inputs, targets, method=method, temperature=1.0,
+                                   num_probes=2, generator=torch.Generator().manual_seed(3),
+                                   want_squares=False)[0]["2.weight"]
+        assert _rel_err(alone, results[0]) < 1e-12
 
 
 # ---------------------------------------------------------------- errors and helpers

@@ -15,17 +15,23 @@ When every layer is affine in its own parameters and every nonlinearity is piece
 so the residual term Σ_k ∂L/∂z_k · ∂²z_k/∂w_i² vanishes and diag(G_n) = diag(∂²L_n/∂w²) exactly.
 
 This module provides the per-sample vector-Jacobian products J_nᵀ u_n:
-- a fast path with forward hooks and an explicit per-layer-type kernel table (`KERNELS`), which
-  turns one batched backward pass into per-sample gradients (Linear with 2-D input even stays
-  factored: per-sample squares are g² ⊗ x², never an (N, out, in) tensor);
+- a fast path with forward hooks and an explicit per-layer-type kernel table (`KERNELS`: Linear,
+  Conv1d/2d incl. groups/stride/dilation/padding modes, eval BatchNorm), which turns one batched
+  backward pass into per-sample gradients (Linear with 2-D input even stays factored: per-sample
+  squares are g² ⊗ x², never an (N, out, in) tensor). Unfolded conv inputs and x̂ are prepared
+  once per forward and reused by every pass (up to CONTEXT_BUDGET elements). The first pass is
+  checked against autograd's batch gradient (`HookMismatch` if a weight is used outside its
+  module or a layer input is changed in place);
 - a `torch.func` fallback (vmap of grad) for parameters of any other module type;
 and the piecewise-linearity test (`piecewise_linear_reason`) that decides when the GGN is exact.
+Cross-entropy ignores a per-sample shift of the logits (S annihilates the all-ones vector, and so
+does the gradient (p − y)/T), so only the centred logits must be locally linear.
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -33,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vmap
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from rdcompress.errors import ModelError
 
@@ -74,11 +81,11 @@ CONTEXT_BUDGET = 1 << 27  # elements of prepared inputs kept across backward pas
 # reused by every backward pass, and grads(module, context, grad of output) -> {attr: value},
 # a value being a per-sample gradient (N, *param.shape) or a rank-one factor pair (g, x).
 
-def _linear_prepare(module: nn.Module, x: Tensor) -> Tensor:
+def _linear_prepare(module: nn.Linear, x: Tensor) -> Tensor:
     return x  # (N, ..., in)
 
 
-def _linear_grads(module: nn.Module, x: Tensor, g: Tensor) -> dict[str, Tensor | tuple]:
+def _linear_grads(module: nn.Linear, x: Tensor, g: Tensor) -> dict[str, Tensor | tuple]:
     """Per-sample gradients of a Linear layer. x: (N, ..., in), g: (N, ..., out)."""
     out: dict[str, Tensor | tuple] = {}
     if x.dim() == 2:
@@ -91,7 +98,7 @@ def _linear_grads(module: nn.Module, x: Tensor, g: Tensor) -> dict[str, Tensor |
     return out
 
 
-def _conv_prepare(module: nn.Module, x: Tensor) -> Tensor:
+def _conv_prepare(module: nn.Conv1d | nn.Conv2d, x: Tensor) -> Tensor:
     """Unfolded input of Conv1d/Conv2d: (N, Cin, *S) -> (N, G, Cin/G·K, L)."""
     m = module
     if isinstance(m.padding, str) or m.padding_mode != "zeros":
@@ -109,7 +116,8 @@ def _conv_prepare(module: nn.Module, x: Tensor) -> Tensor:
     return cols.reshape(x.shape[0], m.groups, -1, cols.shape[-1])
 
 
-def _conv_grads(module: nn.Module, cols: Tensor, g: Tensor) -> dict[str, Tensor | tuple]:
+def _conv_grads(module: nn.Conv1d | nn.Conv2d, cols: Tensor, g: Tensor
+                ) -> dict[str, Tensor | tuple]:
     """Per-sample gradients of Conv1d/Conv2d. cols: (N, G, Cin/G·K, L), g: (N, O, *S_out)."""
     n, groups = cols.shape[0], cols.shape[1]
     g_flat = g.reshape(n, groups, g.shape[1] // groups, -1)                 # (N, G, O/G, L)
@@ -120,14 +128,16 @@ def _conv_grads(module: nn.Module, cols: Tensor, g: Tensor) -> dict[str, Tensor 
     return out
 
 
-def _batchnorm_prepare(module: nn.Module, x: Tensor) -> Tensor:
+def _batchnorm_prepare(module: _BatchNorm, x: Tensor) -> Tensor:
     """x̂ = (x − running mean) / √(running var + eps), (N, C, *S)."""
+    mean, var = module.running_mean, module.running_var
+    if mean is None or var is None:  # excluded by check_samples_independent
+        raise ModelError(f"{type(module).__name__} has no running statistics")
     shape = (1, -1) + (1,) * (x.dim() - 2)
-    return ((x - module.running_mean.view(shape))
-            * torch.rsqrt(module.running_var.view(shape) + module.eps))
+    return (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + module.eps)
 
 
-def _batchnorm_grads(module: nn.Module, x_hat: Tensor, g: Tensor) -> dict[str, Tensor | tuple]:
+def _batchnorm_grads(module: _BatchNorm, x_hat: Tensor, g: Tensor) -> dict[str, Tensor | tuple]:
     """Per-sample gradients of an eval BatchNorm: y = x̂ γ + β. x_hat, g: (N, C, *S)."""
     out: dict[str, Tensor | tuple] = {}
     if module.weight is not None:
@@ -137,8 +147,8 @@ def _batchnorm_grads(module: nn.Module, x_hat: Tensor, g: Tensor) -> dict[str, T
     return out
 
 
-KernelPair = tuple[Callable[[nn.Module, Tensor], Tensor],
-                   Callable[[nn.Module, Tensor, Tensor], dict]]
+# prepare(module, input) -> context; grads(module, context, grad_output) -> {attr: value}
+KernelPair = tuple[Callable[..., Tensor], Callable[..., dict]]
 KERNELS: dict[type[nn.Module], KernelPair] = {
     nn.Linear: (_linear_prepare, _linear_grads),
     nn.Conv1d: (_conv_prepare, _conv_grads),
@@ -163,7 +173,7 @@ def check_samples_independent(model: nn.Module) -> None:
                 "Hessians undefined; rebuild it with track_running_stats=True")
 
 
-def kernel_modules(model: nn.Module, trainable: dict[str, Tensor]) -> list[nn.Module] | None:
+def kernel_modules(model: nn.Module, trainable: Mapping[str, Tensor]) -> list[nn.Module] | None:
     """Modules whose hook kernels cover every trainable parameter, or None if some are not."""
     owner_ids: set[int] = set()
     modules = []
@@ -194,7 +204,7 @@ def _table_reason(model: nn.Module) -> str | None:
     return None
 
 
-def _numerical_reason(model: nn.Module, x: Tensor, trainable: dict[str, Tensor]) -> str | None:
+def _numerical_reason(model: nn.Module, x: Tensor, trainable: Mapping[str, Tensor]) -> str | None:
     """Check d²z̄(w + t v)/dt² = 0 at t = 0 for a random v in each parameter tensor alone.
 
     z̄ = z − mean_c z: cross-entropy at any temperature ignores a per-sample shift of the logits
@@ -216,9 +226,9 @@ def _numerical_reason(model: nn.Module, x: Tensor, trainable: dict[str, Tensor])
         def first(value: Tensor, v: Tensor = v, f: Callable = logits_of) -> Tensor:
             return jvp(f, (value,), (v,))[1]
 
-        with torch.no_grad():
+        with torch.no_grad():  # forward-mode AD only: no autograd graph needed
             z = logits_of(p.detach())
-        dz, d2z = jvp(first, (p.detach(),), (v,))
+            dz, d2z = jvp(first, (p.detach(),), (v,))[:2]
         scale = float(z.abs().max() + dz.detach().abs().max()) + 1e-30
         if float(d2z.detach().abs().max()) > 1e3 * eps * scale:
             return (f"the logits are not locally linear in parameter {name!r} "
@@ -227,7 +237,7 @@ def _numerical_reason(model: nn.Module, x: Tensor, trainable: dict[str, Tensor])
 
 
 def piecewise_linear_reason(model: nn.Module, example: Tensor,
-                            trainable: dict[str, Tensor]) -> str | None:
+                            trainable: Mapping[str, Tensor]) -> str | None:
     """None if the GGN diagonal equals the Hessian diagonal for this model, else the reason.
 
     A module of a type in NONLINEAR_MODULES decides at once. Otherwise (known piecewise-linear
@@ -285,6 +295,30 @@ def _capture(modules: list[nn.Module]) -> Iterator[list[_Call]]:
             handle.remove()
 
 
+class HookMismatch(Exception):
+    """The hook kernels cannot reproduce this model's gradients; use the torch.func engine."""
+
+
+def _verify_batch_gradient(per_sample: Mapping[str, Tensor | tuple],
+                           batch: Mapping[str, Tensor | None]) -> None:
+    for name, expected in batch.items():
+        value = per_sample.get(name)
+        if value is None:
+            total = None
+        elif isinstance(value, tuple):
+            total = value[0].T @ value[1]   # Σ_n g_n x_nᵀ, (out, in)
+        else:
+            total = value.sum(0)
+        if total is None and expected is None:
+            continue
+        if total is None or expected is None:  # used by autograd but not seen, or vice versa
+            total = torch.zeros(()) if total is None else total.cpu()
+            expected = torch.zeros_like(total) if expected is None else expected.cpu()
+        tolerance = 1e3 * torch.finfo(expected.dtype).eps * float(expected.abs().max() + 1e-30)
+        if float((total - expected).abs().max()) > tolerance:
+            raise HookMismatch(f"parameter {name!r} is used where the hooks cannot see it")
+
+
 class HookedGGN:
     """One forward pass with hooks; then `per_sample_grads(u)` = {name: J_nᵀ u_n per sample}.
 
@@ -306,19 +340,23 @@ class HookedGGN:
         self._contexts: dict[int, Tensor] = {}  # call index -> prepared input (unfolded, x̂)
         self._cached = 0
 
-    def per_sample_grads(self, u: Tensor, last: bool) -> dict[str, Tensor | tuple]:
+    def per_sample_grads(self, u: Tensor, last: bool,
+                         verify: Mapping[str, Tensor] | None = None
+                         ) -> dict[str, Tensor | tuple]:
+        """{name: J_nᵀ u_n} for u (N, C). With ``verify`` (the trainable parameters), also ask
+        autograd for the batch gradient Σ_n J_nᵀ u_n and raise HookMismatch unless the hooks
+        reproduce it: catches a weight also used outside its module (F.linear(h, fc.weight))."""
         outputs = [c.output for c in self.calls]
-        grads = torch.autograd.grad(self.logits, outputs, grad_outputs=u, retain_graph=not last,
-                                    allow_unused=True)
+        params = list(verify.values()) if verify is not None else []
+        grads = torch.autograd.grad(self.logits, outputs + params, grad_outputs=u,
+                                    retain_graph=not last, allow_unused=True)
         result: dict[str, Tensor | tuple] = {}
-        for index, (call, g) in enumerate(zip(self.calls, grads, strict=True)):
+        for index, (call, g) in enumerate(zip(self.calls, grads[:len(outputs)], strict=True)):
             if g is None:
                 g = torch.zeros_like(call.output)
             if call.input._version != call.version:
-                raise ModelError(
-                    f"the input of a {type(call.module).__name__} was modified in place after "
-                    "the layer used it; per-sample gradients need it unchanged (avoid in-place "
-                    "ops on layer inputs, or use method='hutchinson')")
+                raise HookMismatch(f"the input of a {type(call.module).__name__} was modified "
+                                   "in place after the layer used it")
             prepare, kernel = KERNELS[type(call.module)]
             context = self._contexts.get(index)
             if context is None:
@@ -334,15 +372,17 @@ class HookedGGN:
                 if self._uses[id(param)] > 1 and isinstance(value, tuple):
                     value = value[0].unsqueeze(2) * value[1].unsqueeze(1)  # (N, out, in)
                 result[name] = result[name] + value if name in result else value
+        if verify is not None:
+            _verify_batch_gradient(result, dict(zip(verify, grads[len(outputs):], strict=True)))
         return result
 
     def free(self) -> None:
         self.calls.clear()
         self._contexts.clear()
-        self.logits = None  # type: ignore[assignment]
+        self.logits = torch.empty(0)
 
 
-def func_per_sample_grads(model: nn.Module, trainable: dict[str, Tensor], inputs: Tensor,
+def func_per_sample_grads(model: nn.Module, trainable: Mapping[str, Tensor], inputs: Tensor,
                           u: Tensor) -> dict[str, Tensor]:
     """Generic J_nᵀ u_n for every trainable parameter via vmap(grad). inputs (N, ...), u (N, C)."""
 
