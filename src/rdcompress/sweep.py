@@ -205,15 +205,14 @@ def _one_run(config: SweepConfig, loaded: LoadedModel, importance: Any, method: 
     module = load(path, model=None if loaded.spec else _fresh_copy(loaded.module))
     logits, _ = collect_outputs(module, test_loader)
     metrics = classification_metrics(logits, labels, reference_logits)
-    file_bytes = path.stat().st_size
-    original_bytes = _fp32_bytes(loaded.module)
     paper_ratio = (float(value) if method == "prune"
-                   else getattr(summary, "paper_ratio", None))
+                   else summary.paper_ratio)
     return {
         "method": method, "objective": objective, "setting": setting, "value": float(value),
         "paper_ratio": paper_ratio,
-        "file_ratio": original_bytes / file_bytes, "file_bytes": file_bytes,
-        "bits_per_weight": getattr(summary, "bits_per_weight", None),
+        # the summary's sizes are those of the file just written, everything counted
+        "file_ratio": summary.ratio, "file_bytes": summary.file_bytes,
+        "bits_per_weight": summary.bits_per_weight,
         "accuracy": metrics.accuracy, "cross_entropy": metrics.cross_entropy,
         "kl": metrics.kl, "reverse_kl": metrics.reverse_kl, "agreement": metrics.agreement,
         "seconds": round(time.perf_counter() - start, 3), "seed": config.seed,
@@ -224,14 +223,6 @@ def _fresh_copy(module: torch.nn.Module) -> torch.nn.Module:
     import copy
 
     return copy.deepcopy(module)
-
-
-def _fp32_bytes(module: torch.nn.Module) -> int:
-    """Bytes of the original state_dict stored as fp32 (integer buffers at their own size)."""
-    total = 0
-    for tensor in module.state_dict().values():
-        total += tensor.numel() * (4 if tensor.is_floating_point() else tensor.element_size())
-    return total
 
 
 def _read_rows(path: Path) -> dict[str, dict[str, Any]]:

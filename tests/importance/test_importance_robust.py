@@ -12,7 +12,7 @@ from torch import nn
 
 from rdcompress.errors import ConfigError, NonFiniteError
 from rdcompress.importance import ImportanceConfig, compute_importance
-from rdcompress.importance.temperature import _fit_temperature
+from rdcompress.importance.temperature import fit_temperature
 
 sys.path.insert(0, str(Path(__file__).parent))  # importlib import mode: reach the helper module
 from importance_problems import (  # noqa: E402
@@ -159,7 +159,7 @@ def test_fit_temperature_recovers_the_generating_temperature():
     gen = torch.Generator().manual_seed(0)
     base = 3 * torch.randn(20000, 5, generator=gen)
     labels = torch.multinomial(torch.softmax(base, 1), 1, generator=gen).squeeze(1)
-    fitted = _fit_temperature(base * 2.5, labels)  # logits 2.5x too sharp -> T = 2.5
+    fitted = fit_temperature(base * 2.5, labels)  # logits 2.5x too sharp -> T = 2.5
     assert math.isclose(fitted, 2.5, rel_tol=0.05)
 
 

@@ -2,48 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn
 
 from rdcompress.errors import ConfigError
-
-
-def fit_temperature(logits: Tensor, labels: Tensor) -> float:
-    """Use ``rdcompress.evaluate.fit_temperature`` when it exists, else the local fit."""
-    try:
-        from rdcompress.evaluate import fit_temperature as shared_fit
-    except ImportError:
-        return _fit_temperature(logits, labels)
-    return float(shared_fit(logits, labels))
-
-
-def _fit_temperature(logits: Tensor, labels: Tensor, iterations: int = 80) -> float:
-    """Golden-section search over log T in [log 0.05, log 100] of the mean NLL.
-
-    NLL(1/T) is convex in 1/T (a log-sum-exp of linear functions), so it is unimodal in log T.
-    """
-    logits, labels = logits.detach().double(), labels.detach().long()
-
-    def nll(log_t: float) -> float:
-        return float(nn.functional.cross_entropy(logits / math.exp(log_t), labels))
-
-    low, high = math.log(0.05), math.log(100.0)
-    ratio = (math.sqrt(5) - 1) / 2
-    a, b = high - ratio * (high - low), low + ratio * (high - low)
-    fa, fb = nll(a), nll(b)
-    for _ in range(iterations):
-        if fa < fb:
-            high, b, fb = b, a, fa
-            a = high - ratio * (high - low)
-            fa = nll(a)
-        else:
-            low, a, fa = a, b, fb
-            b = low + ratio * (high - low)
-            fb = nll(b)
-    return math.exp((low + high) / 2)
+from rdcompress.evaluate import fit_temperature  # noqa: F401  (re-exported)
 
 
 def heldout_logits(model: nn.Module, batches: Iterable, device: torch.device,
