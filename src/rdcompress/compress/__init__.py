@@ -6,7 +6,8 @@ survivors). ``compress(model, config, importance)`` -> ``CompressedModel``; ``lo
 """
 
 from rdcompress.compress._layers import LayerStats
-from rdcompress.compress.api import CompressedModel, compress, load
+from rdcompress.compress.api import CompressedModel, assemble, compress, load, select_layers
+from rdcompress.compress.compose import compose_weight, make_recipe, part_name
 from rdcompress.compress.prune import PruneConfig
 from rdcompress.compress.prune_quantize import PruneQuantizeConfig
 from rdcompress.compress.quantize import ALGORITHMS, QuantizeConfig
@@ -14,6 +15,6 @@ from rdcompress.compress.registry import HANDLERS, METHODS, config_from_dict, ha
 
 __all__ = [
     "ALGORITHMS", "HANDLERS", "METHODS", "CompressedModel", "LayerStats", "PruneConfig",
-    "PruneQuantizeConfig", "QuantizeConfig", "compress", "config_from_dict", "handler_for",
-    "load",
+    "PruneQuantizeConfig", "QuantizeConfig", "assemble", "compose_weight", "compress",
+    "config_from_dict", "handler_for", "load", "make_recipe", "part_name", "select_layers",
 ]

@@ -6,7 +6,7 @@ cannot modify it; it builds codec entries and the exact tensors those entries de
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,8 @@ class LayerInput:
     weight: torch.Tensor  # original values, any shape S, a floating dtype, CPU, detached
     I: torch.Tensor  # (S) float64, >= 0
     H: torch.Tensor | None  # (S) float64, >= 0, or None
+    statistics: dict[str, Any] = field(default_factory=dict)  # per-layer extras given to
+    #   compress(layer_statistics=...), e.g. {"input_moment": (d, d)} for whitened low rank
 
 
 @dataclass
@@ -50,6 +52,7 @@ class LayerStats:
     distortion: float  # Σ I (w − ŵ)² + H (w − ŵ)⁴ of the stored ŵ
     relative_distortion: float  # distortion / Σ I w² + H w⁴ (1.0 = as bad as zeroing the layer)
     entropy_bits: float | None  # empirical entropy of the cluster indices, bits per kept weight
+    rank: int | None = None  # low-rank layers: the rank r of W ≈ A·B
 
     @property
     def kept_fraction(self) -> float:
@@ -64,9 +67,18 @@ class LayerStats:
 
 @dataclass
 class LayerResult:
-    entry: QuantizedTensor | PrunedTensor
-    weight: torch.Tensor  # exactly what ``entry`` decodes to: original dtype and shape
+    """A compressed layer: one codec ``entry``, or several ``parts`` and their ``recipe``.
+
+    With parts (``compose.py``: low-rank factors, or a sum of disjoint pieces) ``entry`` is None,
+    the parts are codec entries named ``compose.part_name(layer, suffix)`` and ``weight`` must
+    equal ``compose.compose_weight(layer, recipe, decoded parts)`` bit for bit.
+    """
+
+    entry: QuantizedTensor | PrunedTensor | None
+    weight: torch.Tensor  # exactly what the file decodes to: original dtype and shape
     stats: LayerStats
+    parts: list[Any] | None = None  # codec entries (RawTensor | QuantizedTensor | PrunedTensor)
+    recipe: dict | None = None  # compose.make_recipe(...), stored in the manifest
 
 
 def layer_distortion(layer: LayerInput, w_hat: torch.Tensor) -> tuple[float, float]:

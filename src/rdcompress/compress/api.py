@@ -20,7 +20,8 @@ from torch import nn
 
 from rdcompress._io import state_dict_sha256
 from rdcompress.codec import RawTensor, RdzSummary, read_rdz, write_rdz
-from rdcompress.compress._layers import DTYPE_NAMES, LayerInput, LayerStats
+from rdcompress.compress._layers import DTYPE_NAMES, LayerInput, LayerResult, LayerStats
+from rdcompress.compress.compose import compose_state
 from rdcompress.compress.registry import handler_for
 from rdcompress.errors import ConfigError, ImportanceMismatchError, ModelError, NonFiniteError
 
@@ -54,6 +55,7 @@ class CompressedModel:
 def compress(
     model: nn.Module, config: Any, importance: Any = None, *, model_spec: dict | None = None,
     layers: list[str] | None = None, coder: str = "ans", model_metadata: dict | None = None,
+    layer_statistics: dict[str, dict] | None = None,
 ) -> CompressedModel:
     """Compress ``model``'s layers by ``config`` (PruneConfig, QuantizeConfig, ...).
 
@@ -66,30 +68,67 @@ def compress(
             weights of Linear/Conv layers). Everything else in the state_dict is stored raw.
         coder: entropy coder of the file, "ans" or "huffman".
         model_metadata: extra JSON about the model (preprocessing, dataset) for the manifest.
+        layer_statistics: per-parameter extras some methods need ({name: {key: tensor}}, e.g.
+            input second moments for whitened low rank); handed to the handler on LayerInput.
     """
     handler = handler_for(config)
+    check_coder(coder)
+    params = dict(model.named_parameters())
+    names = select_layers(params, layers)
+    check_finite_state(model)
+    weights_sha256 = state_dict_sha256(params)
+    inputs = _layer_inputs(params, names, importance, weights_sha256)
+    for layer in inputs:
+        layer.statistics = dict((layer_statistics or {}).get(layer.name, {}))
+    results = handler(inputs, config)
+    objective = "baseline" if importance is None else str(importance.objective)
+    return assemble(model, results, names, config=config, objective=objective,
+                    model_spec=model_spec, coder=coder, model_metadata=model_metadata)
+
+
+def check_coder(coder: str) -> None:
     if coder not in CODERS:
         raise ConfigError(f"coder={coder!r} is unknown; use one of {CODERS}.")
-    state = model.state_dict(keep_vars=False)
-    params = dict(model.named_parameters())
-    names = _select_layers(params, layers)
-    for name, tensor in state.items():
+
+
+def check_finite_state(model: nn.Module) -> None:
+    """NonFiniteError naming the first state_dict entry with NaN/inf values."""
+    for name, tensor in model.state_dict().items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise NonFiniteError(
                 f"model entry {name!r} holds {int((~torch.isfinite(tensor)).sum())} NaN/inf "
                 f"values; compress a model with finite weights."
             )
-    weights_sha256 = state_dict_sha256(params)
-    inputs = _layer_inputs(params, names, importance, weights_sha256)
-    results = handler(inputs, config)
 
+
+def assemble(
+    model: nn.Module, results: dict[str, LayerResult], names: list[str], *, config: Any,
+    objective: str, model_spec: dict | None = None, coder: str = "ans",
+    model_metadata: dict | None = None,
+) -> CompressedModel:
+    """Codec entries + manifest for ``model`` with the compressed layers ``results``.
+
+    Every state_dict entry not in ``results`` is stored raw (aliases of a compressed weight, as
+    in tied weights, take its compressed value). ``config`` needs ``method`` and ``to_dict()``.
+    Methods that do not go through a handler (e.g. randomized greedy compression, which needs
+    the model and data) build their ``LayerResult``s and call this.
+    """
+    check_coder(coder)
+    state = model.state_dict(keep_vars=False)
+    params = dict(model.named_parameters())
     compressed_state: dict[str, torch.Tensor] = {}
     tensors: list[Any] = []  # codec entries
+    composites: dict[str, dict] = {}
     tied = {params[n].data_ptr(): n for n in names if params[n].numel()}  # shared weights
     for key, tensor in state.items():
         if key in results:
-            compressed_state[key] = results[key].weight
-            tensors.append(results[key].entry)
+            result = results[key]
+            compressed_state[key] = result.weight
+            if result.parts is not None:
+                tensors.extend(result.parts)
+                composites[key] = result.recipe or {}
+            else:
+                tensors.append(result.entry)
             continue
         source = tied.get(tensor.data_ptr()) if tensor.numel() else None
         if source is not None and tensor.shape == params[source].shape:
@@ -102,12 +141,14 @@ def compress(
         "model": model_spec,
         "model_metadata": model_metadata,
         "method": config.method,
-        "objective": "baseline" if importance is None else str(importance.objective),
+        "objective": objective,
         "settings": {**config.to_dict(), "layers": names, "coder": coder},
-        "weights_sha256": weights_sha256,
+        "weights_sha256": state_dict_sha256(params),
         "original_bytes": _fp32_bytes(state),
         "layers": [results[name].stats.to_dict() for name in names],
     }
+    if composites:
+        manifest["composites"] = composites
     return CompressedModel(
         tensors=tensors, manifest=manifest, layers={n: results[n].stats for n in names},
         coder=coder, _state=compressed_state,
@@ -135,7 +176,7 @@ def load(path: str | os.PathLike[str], model: nn.Module | None = None, *,
         module = build_from_spec(spec)
     else:
         module = copy.deepcopy(model)
-    state = contents.to_torch()
+    state = compose_state(manifest, contents.to_torch())
     expected = module.state_dict()
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
@@ -155,7 +196,7 @@ def load(path: str | os.PathLike[str], model: nn.Module | None = None, *,
     return (module, manifest) if return_manifest else module
 
 
-def _select_layers(params: dict[str, nn.Parameter], layers: list[str] | None) -> list[str]:
+def select_layers(params: dict[str, nn.Parameter], layers: list[str] | None) -> list[str]:
     if layers is None:
         names = [n for n, p in params.items() if p.ndim >= 2 and p.is_floating_point()]
         if not names:
