@@ -64,3 +64,38 @@ def test_sweep_config_validation():
         SweepConfig(kept_fractions=(1.5,))
     with pytest.raises(ConfigError, match="objective 'magic'"):
         SweepConfig(objectives=("magic",))
+
+
+def test_resuming_with_other_settings_is_refused(sweep_dir, capsys):
+    out, argv = sweep_dir
+    before = (out / "results.jsonl").read_text()
+    assert main([*argv, "--temperature", "3"]) == 2
+    assert "temperature: 1.0 -> 3.0" in capsys.readouterr().err
+    assert (out / "results.jsonl").read_text() == before
+
+
+def test_vary_temperature_runs_one_sweep_per_value(tmp_path):
+    argv = ["sweep", "--methods", "prune", "--objectives", "baseline,gradient", "--kept",
+            "0.2,0.3", "--epochs", "3", "--calibration-samples", "64", "-o", str(tmp_path),
+            "--vary", "temperature=1,4"]
+    assert main(argv) == 0
+    rows = json.loads((tmp_path / "vary-temperature.json").read_text())
+    assert len(rows) == 2 * 2 * 2 and {r["varied"] for r in rows} == {1.0, 4.0}
+    assert all(r["temperature"] == r["varied"] for r in rows)
+    for name in ("vary-temperature.csv", "vary-temperature.png", "vary-temperature.md",
+                 "T=1/results.csv", "T=4/results.csv", "digits-mlp.safetensors"):
+        assert (tmp_path / name).is_file(), name
+    assert not (tmp_path / "T=4" / "digits-mlp.safetensors").exists()  # trained once
+    by_t = {(r["setting"], r["objective"], r["varied"]): r for r in rows}
+    # the baseline ignores T; the gradient importance depends on it
+    assert by_t[("kept=0.2", "baseline", 1.0)]["kl"] == by_t[("kept=0.2", "baseline", 4.0)]["kl"]
+    assert by_t[("kept=0.2", "gradient", 1.0)]["kl"] != by_t[("kept=0.2", "gradient", 4.0)]["kl"]
+
+
+@pytest.mark.parametrize("text", ["temp=1,2", "temperature", "temperature=a", "temperature=0,1",
+                                  "mu=-1", "temperature=2,2"])
+def test_vary_rejects_bad_specs(text):
+    from rdcompress.vary import parse_vary
+
+    with pytest.raises(ConfigError, match="--vary"):
+        parse_vary(text)

@@ -87,3 +87,35 @@ def replot(results_json: str | Path, out_dir: str | Path | None = None) -> list[
     results_json = Path(results_json)
     rows = json.loads(results_json.read_text())
     return plot_sweep(rows, out_dir or results_json.parent)
+
+
+def plot_vary(rows: Sequence[dict[str, Any]], path: str | Path, parameter: str,
+              reference: dict[str, Any] | None = None) -> Path:
+    """Accuracy and cross-entropy against the varied hyperparameter (paper Figures 11, 12):
+    one line per (method, objective, setting); rows carry the value in ``"varied"``."""
+    lines: dict[tuple[str, str, str], list[tuple[float, float, float]]] = {}
+    for row in rows:
+        key = (row["method"], row["objective"], row["setting"])
+        lines.setdefault(key, []).append((row["varied"], row["accuracy"], row["cross_entropy"]))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for key, points in sorted(lines.items()):
+        points.sort()
+        values, accuracy, loss = zip(*points, strict=True)
+        label = f"{key[0]} {key[1]} {key[2]}"
+        axes[0].plot(values, accuracy, marker="o", label=label)
+        axes[1].plot(values, loss, marker="o", label=label)
+    for ax, metric, label in ((axes[0], "accuracy", "test accuracy"),
+                              (axes[1], "cross_entropy", "test cross-entropy (nats)")):
+        if reference and reference.get(metric) is not None:
+            ax.axhline(reference[metric], color="gray", ls=":", label="original")
+        ax.set_xlabel(parameter)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[1].set_yscale("log")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"effect of {parameter}")
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

@@ -27,8 +27,11 @@ from rdcompress.progress import progress
 ROW_FIELDS = [
     "method", "objective", "setting", "value", "paper_ratio", "file_ratio", "file_bytes",
     "bits_per_weight", "accuracy", "cross_entropy", "kl", "reverse_kl", "agreement",
-    "seconds", "seed",
+    "seconds", "seed", "temperature", "hessian_mu",
 ]
+# SweepConfig fields that change what a row holds: a resumed sweep must agree on all of them
+RESULT_FIELDS = ("model", "weights", "data", "algorithm", "coder", "calibration_samples",
+                 "temperature", "hessian_mu", "eval_split", "eval_limit", "train_epochs", "seed")
 OBJECTIVES = ("baseline", "fisher", "gradient", "hessian", "gradient+hessian")
 
 
@@ -83,10 +86,11 @@ def _run_key(method: str, objective: str, value: float) -> str:
     return f"{method}|{objective}|{value:g}"
 
 
-def _prepare_model(config: SweepConfig, out: Path) -> LoadedModel:
+def prepare_model(config: SweepConfig, out: Path) -> tuple[str, str | None]:
+    """(model, weights) to load: as given, or a zoo model trained once into ``out``."""
     path = Path(config.model)
     if path.suffix in (".safetensors", ".rdz") or path.is_file() or config.weights:
-        return load_model(config.model, weights=config.weights)
+        return config.model, config.weights
     trained = out / f"{config.model}.safetensors"
     if not trained.is_file():
         from rdcompress.train import TrainConfig, save_trained, train
@@ -95,7 +99,12 @@ def _prepare_model(config: SweepConfig, out: Path) -> LoadedModel:
         result = train(TrainConfig(model=config.model, dataset=config.data,
                                    data_dir=config.data_dir, epochs=epochs, seed=config.seed))
         save_trained(result, trained)
-    return load_model(trained)
+    return str(trained), None
+
+
+def _prepare_model(config: SweepConfig, out: Path) -> LoadedModel:
+    model, weights = prepare_model(config, out)
+    return load_model(model, weights=weights)
 
 
 def run_sweep(config: SweepConfig) -> SweepResult:
@@ -106,6 +115,7 @@ def run_sweep(config: SweepConfig) -> SweepResult:
     start = time.perf_counter()
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    _check_resumable(config, out)
     atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
     loaded = _prepare_model(config, out)
     dataset = config.data or loaded.dataset
@@ -139,6 +149,25 @@ def run_sweep(config: SweepConfig) -> SweepResult:
     write_summary(rows, out / "summary.md", config=config.to_dict(), reference=reference,
                   dataset=dataset)
     return SweepResult(rows, out, reference, time.perf_counter() - start)
+
+
+def _check_resumable(config: SweepConfig, out: Path) -> None:
+    """A sweep resumes only into a directory made with the same result-changing settings."""
+    previous_path = out / "config.json"
+    if not (out / "results.jsonl").is_file() or not previous_path.is_file():
+        return
+    try:
+        previous = json.loads(previous_path.read_text())
+    except json.JSONDecodeError:
+        return  # a config.json cut by an interruption: written again below
+    current = config.to_dict()
+    changed = [f"{key}: {previous.get(key)!r} -> {current[key]!r}" for key in RESULT_FIELDS
+               if key in previous and previous[key] != current[key]]
+    if changed:
+        raise ConfigError(
+            f"{out} holds a sweep made with other settings ({'; '.join(changed)}); its results "
+            "and cached importances do not apply. Choose another output directory (-o)."
+        )
 
 
 def _importance(config: SweepConfig, loaded: LoadedModel, dataset: str, objective: str,
@@ -216,6 +245,7 @@ def _one_run(config: SweepConfig, loaded: LoadedModel, importance: Any, method: 
         "accuracy": metrics.accuracy, "cross_entropy": metrics.cross_entropy,
         "kl": metrics.kl, "reverse_kl": metrics.reverse_kl, "agreement": metrics.agreement,
         "seconds": round(time.perf_counter() - start, 3), "seed": config.seed,
+        "temperature": config.temperature, "hessian_mu": config.hessian_mu,
     }
 
 

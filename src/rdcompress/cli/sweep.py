@@ -30,7 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="examples:\n  rdcompress sweep                  # digits, a few minutes\n"
         "  rdcompress sweep --model mnist-mlp --data-dir ../shared/data\n"
         "  rdcompress sweep --model resnet20 --weights ../shared/data/checkpoints/"
-        "resnet20-12fca82f.th --data cifar10-jpeg --data-dir ../shared/data",
+        "resnet20-12fca82f.th --data cifar10-jpeg --data-dir ../shared/data\n"
+        "  rdcompress sweep --methods prune --objectives baseline,gradient,hessian \\\n"
+        "      --kept 0.05,0.075,0.1 --vary temperature=1,2,3,4,5,6,7,8,9   # App. C.3.1",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--model", default="digits-mlp",
@@ -61,6 +63,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--eval-limit", type=int, help="evaluate on the first N test samples")
     parser.add_argument("--epochs", type=int, help="training epochs if the model is trained")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--vary", metavar="NAME=V1,V2,...",
+                        help="one sweep per value of the importance temperature or the Hessian "
+                             "regularizer (App. C.3): temperature=1,2,...,9 or mu=0,1e-4,1e-3; "
+                             "writes vary-NAME.csv/json/png/md beside the sub-sweeps")
     parser.set_defaults(func=run)
 
 
@@ -80,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         hessian_mu=args.mu, eval_limit=args.eval_limit, train_epochs=args.epochs,
         seed=args.seed,
     )
+    if args.vary:
+        return _run_vary(config, args.vary)
     result = run_sweep(config)
     print(f"original: accuracy {result.reference['accuracy']:.4f}, cross-entropy "
           f"{result.reference['cross_entropy']:.4f}")
@@ -87,4 +95,19 @@ def run(args: argparse.Namespace) -> int:
                               "accuracy", "cross_entropy", "kl"])
     print(f"wrote {result.output_dir}/results.csv, results.json, summary.md and plots "
           f"({result.seconds:.1f} s)")
+    return 0
+
+
+def _run_vary(config, text: str) -> int:
+    from rdcompress.vary import best_values, parse_vary, run_vary
+
+    parameter, values = parse_vary(text)
+    result = run_vary(config, parameter, values)
+    best = best_values(result.rows, "accuracy")
+    print_table([{"method": k[0], "objective": k[1], "setting": k[2], parameter: r["varied"],
+                  "accuracy": r["accuracy"], "cross_entropy": r["cross_entropy"]}
+                 for k, r in sorted(best.items())],
+                ["method", "objective", "setting", parameter, "accuracy", "cross_entropy"])
+    print(f"wrote {result.output_dir}/vary-{parameter}.csv, .json, .png, .md and one sub-sweep "
+          f"per value ({result.seconds:.1f} s)")
     return 0
