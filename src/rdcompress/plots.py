@@ -98,12 +98,16 @@ def plot_vary(rows: Sequence[dict[str, Any]], path: str | Path, parameter: str,
         key = (row["method"], row["objective"], row["setting"])
         lines.setdefault(key, []).append((row["varied"], row["accuracy"], row["cross_entropy"]))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    settings = sorted({key[2] for key in lines})
+    dashes = ["-", "--", "-.", ":"]
     for key, points in sorted(lines.items()):
         points.sort()
         values, accuracy, loss = zip(*points, strict=True)
-        label = f"{key[0]} {key[1]} {key[2]}"
-        axes[0].plot(values, accuracy, marker="o", label=label)
-        axes[1].plot(values, loss, marker="o", label=label)
+        color, marker = STYLE.get(key[1], (None, "x"))  # color: objective; dashes: setting
+        style = {"color": color, "marker": marker, "ls": dashes[settings.index(key[2]) % 4],
+                 "label": f"{key[0]} {key[1]} {key[2]}"}
+        axes[0].plot(values, accuracy, **style)
+        axes[1].plot(values, loss, **style)
     for ax, metric, label in ((axes[0], "accuracy", "test accuracy"),
                               (axes[1], "cross_entropy", "test cross-entropy (nats)")):
         if reference and reference.get(metric) is not None:
