@@ -156,11 +156,14 @@ def assemble(
 
 
 def load(path: str | os.PathLike[str], model: nn.Module | None = None, *,
-         return_manifest: bool = False):
+         return_manifest: bool = False, factorized: bool = False):
     """A ready ``nn.Module`` (eval mode) with the weights of a .rdz file, bit for bit.
 
     The architecture comes from the manifest's model spec, or from ``model`` (a deep copy is
     filled; ``model`` itself is untouched). With ``return_manifest`` returns (module, manifest).
+    With ``factorized``, every Linear/Conv2d stored as low-rank factors becomes a
+    ``LowRankLinear``/``LowRankConv2d`` holding the decoded factors (cast to the weight's dtype;
+    exact for float32/float16 factors); other layers (grouped convs included) stay dense.
     """
     contents = read_rdz(path)
     manifest = contents.manifest
@@ -192,8 +195,23 @@ def load(path: str | os.PathLike[str], model: nn.Module | None = None, *,
                 f"expects {want.dtype} {tuple(want.shape)}."
             )
     module.load_state_dict(state, strict=True)
+    if factorized:
+        module = _factorized(module, manifest, contents.to_torch())
     module.eval()
     return (module, manifest) if return_manifest else module
+
+
+def _factorized(module: nn.Module, manifest: dict, parts: dict[str, torch.Tensor]) -> nn.Module:
+    """``module`` with its low-rank composites as factorized modules (a new module)."""
+    from rdcompress.lowrank.modules import can_factorize, factorize_modules
+
+    modules = dict(module.named_modules())
+    factors = {}
+    for name, recipe in (manifest.get("composites") or {}).items():
+        owner = modules.get(name.removesuffix(".weight")) if name.endswith(".weight") else None
+        if recipe.get("op") == "lowrank" and owner is not None and can_factorize(owner):
+            factors[name] = (parts[recipe["parts"][0]], parts[recipe["parts"][1]])
+    return factorize_modules(module, factors) if factors else module
 
 
 def select_layers(params: dict[str, nn.Parameter], layers: list[str] | None) -> list[str]:

@@ -7,6 +7,7 @@ from dataclasses import fields
 from typing import Any
 
 from rdcompress.compress._layers import LayerInput, LayerResult
+from rdcompress.compress.lowrank import LowRankConfig, handle_lowrank
 from rdcompress.compress.prune import PruneConfig, handle_prune
 from rdcompress.compress.prune_quantize import PruneQuantizeConfig, handle_prune_quantize
 from rdcompress.compress.quantize import QuantizeConfig, handle_quantize
@@ -18,11 +19,13 @@ HANDLERS: dict[type, Handler] = {
     PruneConfig: handle_prune,
     QuantizeConfig: handle_quantize,
     PruneQuantizeConfig: handle_prune_quantize,
+    LowRankConfig: handle_lowrank,
 }
 METHODS: dict[str, type] = {
     PruneConfig.method: PruneConfig,
     QuantizeConfig.method: QuantizeConfig,
     PruneQuantizeConfig.method: PruneQuantizeConfig,
+    LowRankConfig.method: LowRankConfig,
 }
 
 
