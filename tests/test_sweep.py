@@ -99,3 +99,22 @@ def test_vary_rejects_bad_specs(text):
 
     with pytest.raises(ConfigError, match="--vary"):
         parse_vary(text)
+
+
+@pytest.mark.parametrize("metric", ["weighted", "whiten"])
+def test_lowrank_sweep_writes_real_factorized_files(sweep_dir, tmp_path, metric):
+    trained = sweep_dir[0] / "digits-mlp.safetensors"  # reuse the fixture's model: no training
+    argv = ["sweep", "--model", str(trained), "--methods", "lowrank", "--objectives",
+            "baseline,fisher", "--ranks", "0.3", "--calibration-samples", "64",
+            "--lowrank-metric", metric, "-o", str(tmp_path)]
+    assert main(argv) == 0
+    rows = json.loads((tmp_path / "results.json").read_text())
+    assert [r["setting"] for r in rows] == ["ratio=0.3", "ratio=0.3"]
+    for row in rows:
+        path = tmp_path / "models" / f"lowrank-{row['objective']}-0.3.rdz"
+        assert row["file_bytes"] == path.stat().st_size
+        manifest = rdcompress.load(path, return_manifest=True)[1]
+        assert manifest["method"] == "lowrank" and manifest["composites"]
+        expected = "svd" if row["objective"] == "baseline" and metric == "weighted" else metric
+        assert manifest["settings"]["metric"] == expected
+        assert row["file_ratio"] > 1.5 and 0 <= row["accuracy"] <= 1

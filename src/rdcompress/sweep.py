@@ -31,7 +31,10 @@ ROW_FIELDS = [
 ]
 # SweepConfig fields that change what a row holds: a resumed sweep must agree on all of them
 RESULT_FIELDS = ("model", "weights", "data", "algorithm", "coder", "calibration_samples",
-                 "temperature", "hessian_mu", "eval_split", "eval_limit", "train_epochs", "seed")
+                 "temperature", "hessian_mu", "eval_split", "eval_limit", "train_epochs", "seed",
+                 "lowrank_metric", "lowrank_storage")
+METHODS = ("prune", "quantize", "lowrank")
+LOWRANK_METRICS = ("weighted", "fwsvd", "svd", "whiten")
 OBJECTIVES = ("baseline", "fisher", "gradient", "hessian", "gradient+hessian")
 
 
@@ -46,6 +49,9 @@ class SweepConfig:
     objectives: tuple[str, ...] = OBJECTIVES
     kept_fractions: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5)  # pruning settings
     clusters: tuple[int, ...] = (2, 3, 4, 8, 16)  # quantization settings (k per layer)
+    ranks: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5)  # low rank: fraction of numbers kept
+    lowrank_metric: str = "weighted"  # projection of non-baseline objectives (baseline: svd)
+    lowrank_storage: str = "float16"  # factors: float32 | float16 | quantized (4 bits)
     algorithm: str = "lloyd"  # quantizer: lloyd (paper) | optimal | entropy
     coder: str = "ans"  # entropy coder of the .rdz files
     calibration_samples: int = 1024  # training samples used to estimate importance
@@ -58,8 +64,17 @@ class SweepConfig:
 
     def __post_init__(self) -> None:
         for method in self.methods:
-            if method not in ("prune", "quantize"):
-                raise ConfigError(f"method {method!r} must be 'prune' or 'quantize'")
+            if method not in METHODS:
+                raise ConfigError(f"method {method!r} must be one of {METHODS}")
+        if self.lowrank_metric not in LOWRANK_METRICS:
+            raise ConfigError(f"lowrank_metric {self.lowrank_metric!r} must be one of "
+                              f"{LOWRANK_METRICS}")
+        if self.lowrank_storage not in ("float32", "float16", "quantized"):
+            raise ConfigError(f"lowrank_storage {self.lowrank_storage!r} must be float32, "
+                              "float16 or quantized")
+        for ratio in self.ranks:
+            if not 0 < ratio <= 1:
+                raise ConfigError(f"low-rank ratio {ratio} must be in (0, 1]")
         for objective in self.objectives:
             if objective not in OBJECTIVES:
                 raise ConfigError(f"objective {objective!r} must be one of {OBJECTIVES}")
@@ -128,15 +143,21 @@ def run_sweep(config: SweepConfig) -> SweepResult:
 
     results_path = out / "results.jsonl"
     done = _read_rows(results_path)
-    grid = [(m, o, v) for m in config.methods for o in config.objectives
-            for v in (config.kept_fractions if m == "prune" else config.clusters)]
+    settings = {"prune": config.kept_fractions, "quantize": config.clusters,
+                "lowrank": config.ranks}
+    grid = [(m, o, v) for m in config.methods for o in config.objectives for v in settings[m]]
     todo = [g for g in grid if _run_key(*g) not in done]
     importances: dict[str, Any] = {}
     for method, objective, value in progress(todo, desc="sweep", unit="run"):
         if objective not in importances:
             importances[objective] = _importance(config, loaded, dataset, objective, out)
+        statistics = None
+        if method == "lowrank" and config.lowrank_metric == "whiten":
+            if "moments" not in importances:
+                importances["moments"] = _input_moments(config, loaded, dataset)
+            statistics = importances["moments"]
         row = _one_run(config, loaded, importances[objective], method, objective, value,
-                       test_loader, reference_logits, labels, out)
+                       test_loader, reference_logits, labels, out, statistics)
         done[_run_key(method, objective, value)] = row
         with open(results_path, "a") as handle:  # append-only log: resumable
             handle.write(json.dumps(row) + "\n")
@@ -180,12 +201,9 @@ def _importance(config: SweepConfig, loaded: LoadedModel, dataset: str, objectiv
     if cached.is_file():
         return Importance.load(cached, loaded.module)
     from rdcompress.data import load_dataset
-    from rdcompress.pipeline import make_loader, tensor_loader
+    from rdcompress.pipeline import make_loader
 
-    train = load_dataset(dataset, split="train", data_dir=config.data_dir)
-    loader = make_loader(train, loaded.preprocessing, 128, shuffle=True, seed=config.seed,
-                         limit=None)
-    calibration = tensor_loader(*_subset(loader, config.calibration_samples), batch_size=128)
+    calibration = _calibration(config, loaded, dataset)
     kwargs: dict[str, Any] = {"temperature": config.temperature}
     if config.temperature == "auto":
         val = load_dataset(dataset, split="val", data_dir=config.data_dir)
@@ -196,6 +214,25 @@ def _importance(config: SweepConfig, loaded: LoadedModel, dataset: str, objectiv
                                     **kwargs)
     importance.save(cached)
     return importance
+
+
+def _calibration(config: SweepConfig, loaded: LoadedModel, dataset: str) -> Any:
+    """The calibration set: ``calibration_samples`` seeded-shuffled training samples."""
+    from rdcompress.data import load_dataset
+    from rdcompress.pipeline import make_loader, tensor_loader
+
+    train = load_dataset(dataset, split="train", data_dir=config.data_dir)
+    loader = make_loader(train, loaded.preprocessing, 128, shuffle=True, seed=config.seed,
+                         limit=None)
+    return tensor_loader(*_subset(loader, config.calibration_samples), batch_size=128)
+
+
+def _input_moments(config: SweepConfig, loaded: LoadedModel, dataset: str) -> dict:
+    """E[x xᵀ] of every Linear/Conv2d input on the calibration set (whitened low rank)."""
+    from rdcompress.lowrank import collect_input_moments
+
+    moments = collect_input_moments(loaded.module, _calibration(config, loaded, dataset))
+    return moments.layer_statistics()
 
 
 def _subset(loader: Any, count: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -212,7 +249,7 @@ def _subset(loader: Any, count: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _one_run(config: SweepConfig, loaded: LoadedModel, importance: Any, method: str,
              objective: str, value: float, test_loader: Any, reference_logits: torch.Tensor,
-             labels: torch.Tensor, out: Path) -> dict[str, Any]:
+             labels: torch.Tensor, out: Path, statistics: dict | None = None) -> dict[str, Any]:
     from rdcompress.compress import PruneConfig, QuantizeConfig, compress, load
     from rdcompress.evaluate import classification_metrics, collect_outputs
 
@@ -220,6 +257,9 @@ def _one_run(config: SweepConfig, loaded: LoadedModel, importance: Any, method: 
     if method == "prune":
         method_config: Any = PruneConfig(kept_fraction=float(value))
         setting = f"kept={value:g}"
+    elif method == "lowrank":
+        method_config = _lowrank_config(config, objective, float(value))
+        setting = f"ratio={value:g}"
     else:
         # the quartic term of gradient+hessian needs Algorithm 2 (App. C.2) to be minimized
         algorithm = ("quartic" if objective == "gradient+hessian" and config.algorithm == "lloyd"
@@ -227,15 +267,16 @@ def _one_run(config: SweepConfig, loaded: LoadedModel, importance: Any, method: 
         method_config = QuantizeConfig(clusters=int(value), algorithm=algorithm)
         setting = f"k={int(value)}"
     compressed = compress(loaded.module, method_config, importance, model_spec=loaded.spec,
-                          coder=config.coder)
+                          coder=config.coder, layer_statistics=statistics)
     path = out / "models" / f"{method}-{objective.replace('+', '-')}-{value:g}.rdz"
     path.parent.mkdir(parents=True, exist_ok=True)
     summary = compressed.save(path)
     module = load(path, model=None if loaded.spec else _fresh_copy(loaded.module))
     logits, _ = collect_outputs(module, test_loader)
     metrics = classification_metrics(logits, labels, reference_logits)
-    paper_ratio = (float(value) if method == "prune"
-                   else summary.paper_ratio)
+    # the paper's ratio: kept fraction (pruning), Huffman bits / 32 (quantization); for low
+    # rank the fraction of numbers kept, its analogue
+    paper_ratio = float(value) if method in ("prune", "lowrank") else summary.paper_ratio
     return {
         "method": method, "objective": objective, "setting": setting, "value": float(value),
         "paper_ratio": paper_ratio,
@@ -247,6 +288,18 @@ def _one_run(config: SweepConfig, loaded: LoadedModel, importance: Any, method: 
         "seconds": round(time.perf_counter() - start, 3), "seed": config.seed,
         "temperature": config.temperature, "hessian_mu": config.hessian_mu,
     }
+
+
+def _lowrank_config(config: SweepConfig, objective: str, ratio: float) -> Any:
+    """Ranks allocated globally by the objective; I = 1 (baseline) makes weighted/fwsvd = svd."""
+    from rdcompress.compress.lowrank import LowRankConfig
+
+    metric = config.lowrank_metric
+    if objective == "baseline" and metric in ("weighted", "fwsvd"):
+        metric = "svd"
+    bits = 4 if config.lowrank_storage == "quantized" else None
+    return LowRankConfig(metric=metric, ratio=ratio, allocation="global",
+                         storage=config.lowrank_storage, bits=bits)
 
 
 def _fresh_copy(module: torch.nn.Module) -> torch.nn.Module:

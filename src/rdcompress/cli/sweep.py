@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data-dir", help="where dataset files are")
     parser.add_argument("-o", "--output-dir", help="default: runs/sweep-MODEL")
     parser.add_argument("--methods", type=_names, default=("prune", "quantize"),
-                        help="comma-separated: prune,quantize")
+                        help="comma-separated: prune,quantize,lowrank (default prune,quantize)")
     parser.add_argument("--objectives", type=_names,
                         default=("baseline", "fisher", "gradient", "hessian", "gradient+hessian"),
                         help="comma-separated objectives (default: all five)")
@@ -51,6 +51,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="pruning: kept fractions per layer (default 0.05,0.1,0.2,0.3,0.5)")
     parser.add_argument("--clusters", type=_ints, default=(2, 3, 4, 8, 16),
                         help="quantization: centroids per layer (default 2,3,4,8,16)")
+    parser.add_argument("--ranks", type=_floats, default=(0.05, 0.1, 0.2, 0.3, 0.5),
+                        help="low rank: fraction of the layers' numbers kept, ranks allocated "
+                             "globally by each objective (default 0.05,0.1,0.2,0.3,0.5)")
+    parser.add_argument("--lowrank-metric", default="weighted",
+                        choices=["weighted", "fwsvd", "svd", "whiten"],
+                        help="low rank projection for non-baseline objectives: element-wise "
+                             "weighted by I (default), FWSVD rows, plain SVD, or whitened by the "
+                             "calibration inputs' second moments; the baseline is plain SVD")
+    parser.add_argument("--lowrank-storage", default="float16",
+                        choices=["float32", "float16", "quantized"],
+                        help="how factors are stored (quantized: 4-bit codebooks + ANS)")
     parser.add_argument("--algorithm", default="lloyd",
                         help="quantizer: lloyd (the paper's) | optimal | entropy")
     parser.add_argument("--coder", default="ans", choices=["ans", "huffman"])
@@ -81,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
         model=args.model, weights=args.weights, data=args.data, data_dir=args.data_dir,
         output_dir=args.output_dir or f"runs/sweep-{stem}", methods=args.methods,
         objectives=args.objectives, kept_fractions=args.kept, clusters=args.clusters,
+        ranks=args.ranks, lowrank_metric=args.lowrank_metric,
+        lowrank_storage=args.lowrank_storage,
         algorithm=args.algorithm, coder=args.coder,
         calibration_samples=args.calibration_samples, temperature=temperature,
         hessian_mu=args.mu, eval_limit=args.eval_limit, train_epochs=args.epochs,
