@@ -118,3 +118,21 @@ def test_lowrank_sweep_writes_real_factorized_files(sweep_dir, tmp_path, metric)
         expected = "svd" if row["objective"] == "baseline" and metric == "weighted" else metric
         assert manifest["settings"]["metric"] == expected
         assert row["file_ratio"] > 1.5 and 0 <= row["accuracy"] <= 1
+
+
+def test_greedy_methods_run_once_per_setting(sweep_dir, tmp_path):
+    trained = sweep_dir[0] / "digits-mlp.safetensors"
+    argv = ["sweep", "--model", str(trained), "--methods", "greedy-prune,greedy-quantize",
+            "--objectives", "baseline,fisher", "--greedy-p", "0.3", "--greedy-k", "2",
+            "--calibration-samples", "128", "-o", str(tmp_path)]
+    assert main(argv) == 0
+    rows = json.loads((tmp_path / "results.json").read_text())
+    assert [(r["method"], r["objective"], r["setting"]) for r in rows] == [
+        ("greedy-prune", "loss", "p=0.3"), ("greedy-quantize", "loss", "k=2")]
+    pruned = rows[0]
+    # about (1 − α) + α·p of the weights survive
+    assert 0.3 < pruned["paper_ratio"] < 0.45
+    for row in rows:
+        path = tmp_path / "models" / f"{row['method']}-loss-{row['value']:g}.rdz"
+        assert row["file_bytes"] == path.stat().st_size
+        assert rdcompress.load(path, return_manifest=True)[1]["method"] == row["method"]

@@ -32,8 +32,9 @@ ROW_FIELDS = [
 # SweepConfig fields that change what a row holds: a resumed sweep must agree on all of them
 RESULT_FIELDS = ("model", "weights", "data", "algorithm", "coder", "calibration_samples",
                  "temperature", "hessian_mu", "eval_split", "eval_limit", "train_epochs", "seed",
-                 "lowrank_metric", "lowrank_storage")
-METHODS = ("prune", "quantize", "lowrank")
+                 "lowrank_metric", "lowrank_storage", "greedy_alpha")
+METHODS = ("prune", "quantize", "lowrank", "greedy-prune", "greedy-quantize")
+GREEDY_OBJECTIVE = "loss"  # greedy methods score weights on the calibration loss itself
 LOWRANK_METRICS = ("weighted", "fwsvd", "svd", "whiten")
 OBJECTIVES = ("baseline", "fisher", "gradient", "hessian", "gradient+hessian")
 
@@ -50,6 +51,9 @@ class SweepConfig:
     kept_fractions: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5)  # pruning settings
     clusters: tuple[int, ...] = (2, 3, 4, 8, 16)  # quantization settings (k per layer)
     ranks: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5)  # low rank: fraction of numbers kept
+    greedy_p: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5)  # greedy pruning: keep probability p
+    greedy_k: tuple[int, ...] = (1, 2, 4, 8)  # greedy quantization: grid spacing M/k
+    greedy_alpha: float = 0.9  # fraction of each layer's weights the greedy loop replaces
     lowrank_metric: str = "weighted"  # projection of non-baseline objectives (baseline: svd)
     lowrank_storage: str = "float16"  # factors: float32 | float16 | quantized (4 bits)
     algorithm: str = "lloyd"  # quantizer: lloyd (paper) | optimal | entropy
@@ -72,6 +76,8 @@ class SweepConfig:
         if self.lowrank_storage not in ("float32", "float16", "quantized"):
             raise ConfigError(f"lowrank_storage {self.lowrank_storage!r} must be float32, "
                               "float16 or quantized")
+        if not 0 < self.greedy_alpha <= 1:
+            raise ConfigError(f"greedy_alpha {self.greedy_alpha} must be in (0, 1]")
         for ratio in self.ranks:
             if not 0 < ratio <= 1:
                 raise ConfigError(f"low-rank ratio {ratio} must be in (0, 1]")
@@ -144,12 +150,17 @@ def run_sweep(config: SweepConfig) -> SweepResult:
     results_path = out / "results.jsonl"
     done = _read_rows(results_path)
     settings = {"prune": config.kept_fractions, "quantize": config.clusters,
-                "lowrank": config.ranks}
-    grid = [(m, o, v) for m in config.methods for o in config.objectives for v in settings[m]]
+                "lowrank": config.ranks, "greedy-prune": config.greedy_p,
+                "greedy-quantize": config.greedy_k}
+    grid = [(m, o, v) for m in config.methods
+            for o in ((GREEDY_OBJECTIVE,) if m.startswith("greedy") else config.objectives)
+            for v in settings[m]]
     todo = [g for g in grid if _run_key(*g) not in done]
     importances: dict[str, Any] = {}
     for method, objective, value in progress(todo, desc="sweep", unit="run"):
-        if objective not in importances:
+        if objective == GREEDY_OBJECTIVE and objective not in importances:
+            importances[objective] = _calibration(config, loaded, dataset)
+        elif objective not in importances:
             importances[objective] = _importance(config, loaded, dataset, objective, out)
         statistics = None
         if method == "lowrank" and config.lowrank_metric == "whiten":
@@ -260,14 +271,29 @@ def _one_run(config: SweepConfig, loaded: LoadedModel, importance: Any, method: 
     elif method == "lowrank":
         method_config = _lowrank_config(config, objective, float(value))
         setting = f"ratio={value:g}"
+    elif method.startswith("greedy"):
+        from rdcompress.greedy import GreedyConfig
+
+        mode = method.removeprefix("greedy-")
+        method_config = GreedyConfig(mode=mode, alpha=config.greedy_alpha, seed=config.seed,
+                                     **({"p": float(value)} if mode == "prune"
+                                        else {"k": int(value)}))
+        setting = f"p={value:g}" if mode == "prune" else f"k={int(value)}"
     else:
         # the quartic term of gradient+hessian needs Algorithm 2 (App. C.2) to be minimized
         algorithm = ("quartic" if objective == "gradient+hessian" and config.algorithm == "lloyd"
                      else config.algorithm)
         method_config = QuantizeConfig(clusters=int(value), algorithm=algorithm)
         setting = f"k={int(value)}"
-    compressed = compress(loaded.module, method_config, importance, model_spec=loaded.spec,
-                          coder=config.coder, layer_statistics=statistics)
+    if method.startswith("greedy"):
+        from rdcompress.greedy import greedy_compress
+
+        # ``importance`` is the calibration loader here: the greedy score is the loss change
+        compressed = greedy_compress(loaded.module, importance, method_config,
+                                     model_spec=loaded.spec, coder=config.coder)
+    else:
+        compressed = compress(loaded.module, method_config, importance, model_spec=loaded.spec,
+                              coder=config.coder, layer_statistics=statistics)
     path = out / "models" / f"{method}-{objective.replace('+', '-')}-{value:g}.rdz"
     path.parent.mkdir(parents=True, exist_ok=True)
     summary = compressed.save(path)
@@ -276,7 +302,9 @@ def _one_run(config: SweepConfig, loaded: LoadedModel, importance: Any, method: 
     metrics = classification_metrics(logits, labels, reference_logits)
     # the paper's ratio: kept fraction (pruning), Huffman bits / 32 (quantization); for low
     # rank the fraction of numbers kept, its analogue
-    paper_ratio = float(value) if method in ("prune", "lowrank") else summary.paper_ratio
+    paper_ratio = (float(value) if method in ("prune", "lowrank") else
+                   _kept_fraction(compressed) if method == "greedy-prune" else
+                   summary.paper_ratio)
     return {
         "method": method, "objective": objective, "setting": setting, "value": float(value),
         "paper_ratio": paper_ratio,
@@ -288,6 +316,11 @@ def _one_run(config: SweepConfig, loaded: LoadedModel, importance: Any, method: 
         "seconds": round(time.perf_counter() - start, 3), "seed": config.seed,
         "temperature": config.temperature, "hessian_mu": config.hessian_mu,
     }
+
+
+def _kept_fraction(compressed: Any) -> float:
+    layers = compressed.layers.values()
+    return sum(layer.kept for layer in layers) / sum(layer.numel for layer in layers)
 
 
 def _lowrank_config(config: SweepConfig, objective: str, ratio: float) -> Any:

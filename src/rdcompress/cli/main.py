@@ -27,6 +27,7 @@ COMMANDS: tuple[str, ...] = (
     "decompress",
     "info",
     "bound",
+    "width",
     "datasets",
     "models",
 )

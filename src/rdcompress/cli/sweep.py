@@ -43,7 +43,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data-dir", help="where dataset files are")
     parser.add_argument("-o", "--output-dir", help="default: runs/sweep-MODEL")
     parser.add_argument("--methods", type=_names, default=("prune", "quantize"),
-                        help="comma-separated: prune,quantize,lowrank (default prune,quantize)")
+                        help="comma-separated: prune, quantize, lowrank, greedy-prune, "
+                             "greedy-quantize (default prune,quantize); the greedy methods "
+                             "score weights by the calibration loss, so they run once per "
+                             "setting under the objective name 'loss'")
     parser.add_argument("--objectives", type=_names,
                         default=("baseline", "fisher", "gradient", "hessian", "gradient+hessian"),
                         help="comma-separated objectives (default: all five)")
@@ -62,6 +65,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lowrank-storage", default="float16",
                         choices=["float32", "float16", "quantized"],
                         help="how factors are stored (quantized: 4-bit codebooks + ANS)")
+    parser.add_argument("--greedy-p", type=_floats, default=(0.1, 0.2, 0.3, 0.5),
+                        help="greedy pruning: keep probabilities p (default 0.1,0.2,0.3,0.5)")
+    parser.add_argument("--greedy-k", type=_ints, default=(1, 2, 4, 8),
+                        help="greedy quantization: grid spacing M/k (default 1,2,4,8)")
+    parser.add_argument("--greedy-alpha", type=float, default=0.9,
+                        help="fraction of each layer the greedy loop replaces (default 0.9)")
     parser.add_argument("--algorithm", default="lloyd",
                         help="quantizer: lloyd (the paper's) | optimal | entropy")
     parser.add_argument("--coder", default="ans", choices=["ans", "huffman"])
@@ -93,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
         output_dir=args.output_dir or f"runs/sweep-{stem}", methods=args.methods,
         objectives=args.objectives, kept_fractions=args.kept, clusters=args.clusters,
         ranks=args.ranks, lowrank_metric=args.lowrank_metric,
-        lowrank_storage=args.lowrank_storage,
+        lowrank_storage=args.lowrank_storage, greedy_p=args.greedy_p, greedy_k=args.greedy_k,
+        greedy_alpha=args.greedy_alpha,
         algorithm=args.algorithm, coder=args.coder,
         calibration_samples=args.calibration_samples, temperature=temperature,
         hessian_mu=args.mu, eval_limit=args.eval_limit, train_epochs=args.epochs,

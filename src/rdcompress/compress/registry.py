@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
@@ -27,6 +28,11 @@ METHODS: dict[str, type] = {
     PruneQuantizeConfig.method: PruneQuantizeConfig,
     LowRankConfig.method: LowRankConfig,
 }
+# Randomized greedy compression needs the model and data, so it has no handler (it runs as
+# ``rdcompress.greedy.greedy_compress``); named here so that manifests rebuild its config.
+# Imported on use: rdcompress.greedy builds on this package.
+EXTERNAL_METHODS = {"greedy-prune": "rdcompress.greedy.config:GreedyConfig",
+                    "greedy-quantize": "rdcompress.greedy.config:GreedyConfig"}
 
 
 def handler_for(config: Any) -> Handler:
@@ -43,8 +49,13 @@ def config_from_dict(data: dict) -> Any:
     """Rebuild a config from its ``to_dict()`` (e.g. a manifest's "settings")."""
     data = dict(data)
     method = data.pop("method", None)
+    if method in EXTERNAL_METHODS:
+        module, name = EXTERNAL_METHODS[method].split(":")
+        return getattr(importlib.import_module(module), name).from_dict({"method": method,
+                                                                          **data})
     if method not in METHODS:
-        raise ConfigError(f"method={method!r} is unknown; expected one of {sorted(METHODS)}.")
+        known = sorted([*METHODS, *EXTERNAL_METHODS])
+        raise ConfigError(f"method={method!r} is unknown; expected one of {known}.")
     config_type = METHODS[method]
     names = {field.name for field in fields(config_type)}
     return config_type(**{key: value for key, value in data.items() if key in names})
