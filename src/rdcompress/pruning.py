@@ -7,6 +7,8 @@ scores (Corollary 1). H is E[(∂²L/∂w²)²] / 4 for gradient+hessian (Table 
 Kept counts are exact: a kept fraction f of n items keeps ``kept_count(n, f)`` =
 round-half-up(f · n), at least 1 and at most n. Ties are broken deterministically: among equal
 scores the item with the lower row-major index (and, globally, the earlier layer) is kept.
+Structured global pruning (``structured_global_masks``) keeps whole rows, so its kept count of
+weights can exceed the target by less than one row.
 """
 
 from __future__ import annotations
@@ -81,15 +83,82 @@ def structured_mask(scores: torch.Tensor, kept_fraction: float, dim: int = 0) ->
     kept_count(scores.shape[dim], f) best slices are kept. Returns a bool mask of scores' shape.
     """
     _check_scores(scores, "scores")
+    slice_scores = _slice_sums(scores, dim, "scores")  # (n_slices,)
+    kept = _top_mask(slice_scores, kept_count(slice_scores.numel(), kept_fraction))  # (n_slices,)
+    return _expand(kept, scores.shape, dim % scores.ndim)
+
+
+def structured_global_masks(
+    scores_by_layer: Mapping[str, torch.Tensor], kept_fraction: float, dim: int = 0
+) -> dict[str, torch.Tensor]:
+    """Keep whole slices along ``dim`` (rows = output units for dim = 0) ranked across layers.
+
+    Ranking: a slice is worth its summed score s (the objective lost by zeroing it) and costs
+    its number of weights n, so slices are ranked by the score DENSITY s / n. Why not the raw
+    sum: the budget is counted in weights, so this is a knapsack (keep max Σ s subject to
+    Σ n <= budget) whose greedy order is s / n; it is also the Lagrangian rule "keep a slice iff
+    s > λ n", the same one global threshold λ as unstructured global pruning (where n = 1).
+    The raw sum would favour the long rows of wide layers merely for being long. Within one
+    layer all slices have the same n, so the order there equals the per-layer one.
+
+    Selection: first every layer keeps its best slice (the guard: no layer is ever emptied, a
+    layer without outputs would cut the network), then slices are added in descending density
+    until the kept weights reach kept_count(total weights, f); the last slice can overshoot the
+    target by less than its length, and the guard alone can overshoot it when f is tiny.
+    The kept set is then optimal: no set of slices with at least one per layer and no more
+    weights keeps a larger total score (the density prefix fills its own budget exactly, so
+    the fractional knapsack bound is attained). Ties go to the earlier layer, then the lower
+    slice index. Returns bool masks (True = kept) of each layer's shape.
+    """
+    if not scores_by_layer:
+        raise ConfigError("scores_by_layer is empty; pass at least one layer's scores.")
+    slice_scores, lengths = [], []  # per layer: (n_slices,) float64 sums, slice length
+    for name, scores in scores_by_layer.items():
+        _check_scores(scores, name)
+        summed = _slice_sums(scores, dim, name)
+        slice_scores.append(summed)
+        lengths.append(scores.numel() // summed.numel())
+    length = torch.cat([torch.full((s.numel(),), n, dtype=torch.int64)
+                        for s, n in zip(slice_scores, lengths, strict=True)])  # (S,) all slices
+    density = torch.cat([s / n for s, n in zip(slice_scores, lengths, strict=True)])  # (S,)
+    starts = torch.tensor([0] + [s.numel() for s in slice_scores]).cumsum(0)  # (L + 1,)
+    kept = torch.zeros(density.numel(), dtype=torch.bool)
+    for first, last in zip(starts[:-1].tolist(), starts[1:].tolist(), strict=True):
+        kept[first + int(torch.argmax(density[first:last]))] = True  # the guard (first max)
+    total = sum(scores.numel() for scores in scores_by_layer.values())
+    target = kept_count(total, kept_fraction)  # weights
+    order = torch.sort(density, descending=True, stable=True).indices  # (S,)
+    order = order[~kept[order]]  # the guard's slices are already in
+    budget_left = target - int(length[kept].sum())
+    if budget_left > 0:
+        # Add slices while the kept weights are below the target: the first prefix whose
+        # cumulative length reaches budget_left.
+        reach = torch.cumsum(length[order], 0)  # (S − L,)
+        count = int(torch.searchsorted(reach, torch.tensor([budget_left]))[0]) + 1
+        kept[order[:count]] = True
+    masks = {}
+    for (name, scores), first, last in zip(scores_by_layer.items(), starts[:-1].tolist(),
+                                           starts[1:].tolist(), strict=True):
+        masks[name] = _expand(kept[first:last], scores.shape, dim % scores.ndim)
+    return masks
+
+
+def _slice_sums(scores: torch.Tensor, dim: int, name: str) -> torch.Tensor:
+    """Summed scores of the slices along ``dim``: (scores.shape[dim],) float64."""
     if scores.ndim == 0 or not -scores.ndim <= dim < scores.ndim:
-        raise ConfigError(f"dim={dim} is invalid for scores of shape {tuple(scores.shape)}.")
+        raise ConfigError(f"dim={dim} is invalid for {name!r} scores of shape "
+                          f"{tuple(scores.shape)}; structured pruning needs a tensor with "
+                          f"that dimension.")
     dim = dim % scores.ndim
     other = [d for d in range(scores.ndim) if d != dim]
-    slice_scores = scores.to(torch.float64).sum(dim=other) if other else scores.to(torch.float64)
-    kept = _top_mask(slice_scores, kept_count(slice_scores.numel(), kept_fraction))  # (n_slices,)
-    view = [1] * scores.ndim
+    return scores.to(torch.float64).sum(dim=other) if other else scores.to(torch.float64)
+
+
+def _expand(kept: torch.Tensor, shape: torch.Size, dim: int) -> torch.Tensor:
+    """A per-slice mask (shape[dim],) broadcast to a full mask of ``shape``."""
+    view = [1] * len(shape)
     view[dim] = -1
-    return kept.reshape(view).expand(scores.shape).clone()
+    return kept.reshape(view).expand(shape).clone()
 
 
 def _top_mask(flat: torch.Tensor, count: int) -> torch.Tensor:

@@ -43,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prune.add_argument("--ratio", type=float, help="kept fraction of weights, in (0, 1]")
     prune.add_argument("--scope", choices=("layer", "global"), default="layer",
                        help="same kept fraction per layer (default, the paper's) or one "
-                       "global threshold")
+                       "global threshold (with --structured: rows ranked by score per weight "
+                       "across layers, at least one row kept per layer)")
     prune.add_argument("--structured", action="store_true",
                        help="prune whole output neurons / conv channels")
     quant = parser.add_argument_group("quantization")
@@ -67,6 +68,9 @@ def build_config(args: argparse.Namespace):
     prunes, quantizes = args.method != "quantize", args.method != "prune"
     if prunes and args.ratio is None:
         raise ConfigError(f"--method {args.method} needs --ratio (the kept fraction, e.g. 0.1)")
+    if prunes and not 0.0 < args.ratio <= 1.0:  # also catches nan
+        raise ConfigError(f"--ratio {args.ratio} is outside (0, 1]; it is the kept fraction of "
+                          "weights, e.g. --ratio 0.1 keeps 10%")
     if not prunes and args.ratio is not None:
         raise ConfigError("--ratio is for pruning; use --method prune+quantize to combine")
     if quantizes and args.clusters is None and args.bits is None:

@@ -152,7 +152,7 @@ def run_quantizer(
         if algorithm == "quartic":
             return quartic_kmeans(w, I, H, k, init=init, max_iter=max_iter)
         if algorithm == "optimal":
-            return optimal_quantize(w, I, k)
+            return optimal_quantize(w, I, k, H=H)
         if algorithm == "entropy":
             return entropy_constrained(w, I, k, lam, H=H, init=init, max_iter=max_iter)
     except ConfigError as error:

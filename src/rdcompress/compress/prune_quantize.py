@@ -1,7 +1,7 @@
 """Prune, then quantize the survivors (Deep Compression's pipeline, without retraining).
 
 Masks come from ``prune.prune_masks`` (greedy by I·w² + H·w⁴); each layer's kept weights get a
-codebook (``quantize.run_quantizer``); the file stores the mask plus coded indices.
+codebook (``quantize.quantize_layer``); the file stores the mask plus coded indices.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import ClassVar
 
-from rdcompress.compress._layers import LayerInput, LayerResult, quantized_result, run_quantizer
+from rdcompress.compress._layers import LayerInput, LayerResult, quantized_result
 from rdcompress.compress.prune import PruneConfig, prune_masks
-from rdcompress.compress.quantize import QuantizeConfig, warn_ignored_quartic
+from rdcompress.compress.quantize import QuantizeConfig, quantize_layer, warn_ignored_quartic
 
 
 @dataclass
@@ -59,7 +59,6 @@ def handle_prune_quantize(
     results = {}
     for layer in layers:
         mask = masks[layer.name]
-        result = run_quantizer(layer, quantize.k, quantize.algorithm, quantize.lam,
-                               quantize.init, quantize.max_iter, mask=mask)
+        result = quantize_layer(layer, quantize, mask)
         results[layer.name] = quantized_result(layer, result, mask)
     return results

@@ -10,8 +10,11 @@ import warnings
 from dataclasses import asdict, dataclass
 from typing import ClassVar
 
+import torch
+
 from rdcompress.compress._layers import LayerInput, LayerResult, quantized_result, run_quantizer
 from rdcompress.errors import ConfigError
+from rdcompress.quantize import QuantizationResult
 
 ALGORITHMS = ("lloyd", "quartic", "optimal", "entropy")
 MAX_BITS = 16
@@ -22,7 +25,7 @@ class QuantizeConfig:
     clusters: int | None = None  # k centroids per layer; or give ``bits`` (k = 2**bits)
     bits: int | None = None  # index bits before entropy coding, 1..16
     algorithm: str = "lloyd"  # "lloyd" (weighted k-means, the paper's), "quartic" (Algorithm 2,
-    #                           uses H), "optimal" (exact DP), "entropy" (ECSQ, uses lam)
+    #                           uses H), "optimal" (exact DP, uses H), "entropy" (ECSQ, uses lam)
     lam: float = 0.0  # ECSQ rate weight: objective units per bit (algorithm="entropy" only)
     init: str = "quantile"  # Lloyd initialization: "quantile", "uniform" or "random"
     max_iter: int = 300  # Lloyd/ECSQ iteration cap
@@ -64,20 +67,27 @@ def _is_int(value) -> bool:
 
 
 def warn_ignored_quartic(layers: list[LayerInput], algorithm: str) -> None:
-    if algorithm in ("lloyd", "optimal") and any(layer.H is not None for layer in layers):
+    if algorithm == "lloyd" and any(layer.H is not None for layer in layers):
         warnings.warn(
             f"the importance has a quartic term (gradient+hessian) but algorithm={algorithm!r} "
-            "minimizes the quadratic part only; use algorithm='quartic' to minimize both "
-            "(the reported distortion includes it either way).",
+            "minimizes the quadratic part only; use algorithm='quartic' or 'optimal' to "
+            "minimize both (the reported distortion includes it either way).",
             stacklevel=4,  # warn -> handler -> compress -> the caller
         )
+
+
+def quantize_layer(
+    layer: LayerInput, config: QuantizeConfig, mask: torch.Tensor | None
+) -> QuantizationResult:
+    """``run_quantizer`` with the config's settings (the kept weights only, given ``mask``)."""
+    return run_quantizer(layer, config.k, config.algorithm, config.lam, config.init,
+                         config.max_iter, mask=mask)
 
 
 def handle_quantize(layers: list[LayerInput], config: QuantizeConfig) -> dict[str, LayerResult]:
     warn_ignored_quartic(layers, config.algorithm)
     results = {}
     for layer in layers:
-        result = run_quantizer(layer, config.k, config.algorithm, config.lam, config.init,
-                               config.max_iter)
+        result = quantize_layer(layer, config, None)
         results[layer.name] = quantized_result(layer, result, None)
     return results

@@ -9,7 +9,8 @@ For a cluster C the update minimizes Σ_{i∈C} I_i (w_i − c)² + H_i (w_i −
 * Σ I = Σ H = 0 (no importance at all): the plain mean, so the centroid stays inside the cluster.
 
 All functions take per-cluster sums (shape (k,)) so that callers can get them from prefix sums of
-sorted weights (contiguous clusters) or from ``np.bincount`` (arbitrary clusters).
+sorted weights (contiguous clusters) or from ``np.bincount`` (arbitrary clusters). With Σ I w²
+and Σ H w⁴ too, ``run_cost`` gives a run's minimal cost in O(1) (the optimal DP's step).
 """
 
 from __future__ import annotations
@@ -18,10 +19,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+QUADRATIC_FIELDS = ("count", "w", "I", "Iw", "Iw2")
+QUARTIC_FIELDS = (*QUADRATIC_FIELDS, "H", "Hw", "Hw2", "Hw3", "Hw4")
+
 
 @dataclass
 class ClusterSums:
-    """Per-cluster moments, each (k,). Quartic fields are None when H is absent."""
+    """Per-cluster moments, each (k,). Quartic fields are None when H is absent; Iw2 and Hw4
+    are only needed for a run's cost (``run_cost``), not for its centroid."""
 
     count: np.ndarray  # number of weights
     w: np.ndarray  # Σ w
@@ -31,6 +36,34 @@ class ClusterSums:
     Hw: np.ndarray | None = None  # Σ H w
     Hw2: np.ndarray | None = None  # Σ H w²
     Hw3: np.ndarray | None = None  # Σ H w³
+    Iw2: np.ndarray | None = None  # Σ I w²
+    Hw4: np.ndarray | None = None  # Σ H w⁴
+
+    @classmethod
+    def from_rows(cls, rows: np.ndarray) -> ClusterSums:
+        """From stacked moments (F, k) in QUADRATIC_FIELDS or QUARTIC_FIELDS order."""
+        fields = QUARTIC_FIELDS if rows.shape[0] == len(QUARTIC_FIELDS) else QUADRATIC_FIELDS
+        return cls(**dict(zip(fields, rows, strict=True)))
+
+
+def point_moments(w: np.ndarray, I: np.ndarray, H: np.ndarray | None):
+    """Yield the per-point moment rows (n,) in QUADRATIC/QUARTIC_FIELDS order, one at a time
+    (so that a caller can reduce each row before the next is made)."""
+    yield np.ones_like(w)
+    yield w
+    yield I
+    Iw = I * w
+    yield Iw
+    yield Iw * w  # I w²
+    if H is not None:
+        yield H
+        Hw = H * w
+        yield Hw
+        Hw2 = Hw * w
+        yield Hw2
+        Hw3 = Hw2 * w
+        yield Hw3
+        yield Hw3 * w
 
 
 def cluster_sums(
@@ -46,6 +79,35 @@ def cluster_sums(
         hw = H * w
         sums.H, sums.Hw, sums.Hw2, sums.Hw3 = total(H), total(hw), total(hw * w), total(hw * w * w)
     return sums
+
+
+def refine_centroids(
+    w: np.ndarray, I: np.ndarray, H: np.ndarray | None, assignments: np.ndarray,
+    codebook: np.ndarray,
+) -> np.ndarray:
+    """Each cluster's optimal centroid (k,) recomputed from moments of w − c_j, its own frame.
+
+    Moments about the layer's mean lose digits for a cluster far from it (the quartic root
+    needs up to Σ H w³, and a near-triple root, I ≈ 0, turns a relative error ε of the cubic's
+    coefficients into ε^(1/3)); about a point inside the cluster they do not.
+    """
+    local = w - codebook[assignments]  # (n,)
+    sums = cluster_sums(local, I, H, assignments, codebook.size)
+    return codebook + update_centroids(sums, np.zeros(codebook.size))
+
+
+def run_cost(sums: ClusterSums) -> tuple[np.ndarray, np.ndarray]:
+    """(c*, min_c Σ I (w − c)² + H (w − c)⁴) of each run from its moments (needs Iw2, Hw4).
+
+    c* is ``update_centroids``'s (the cubic's root when Σ H > 0); the cost expands the binomials
+    around the origin of the moments (callers centre w first), clamped at 0 against rounding.
+    """
+    c = update_centroids(sums, np.zeros_like(sums.I))
+    cost = sums.Iw2 - c * (2.0 * sums.Iw - c * sums.I)
+    H, Hw, Hw2, Hw3, Hw4 = sums.H, sums.Hw, sums.Hw2, sums.Hw3, sums.Hw4
+    if H is not None and Hw is not None and Hw2 is not None and Hw3 is not None:
+        cost = cost + Hw4 - c * (4.0 * Hw3 - c * (6.0 * Hw2 - c * (4.0 * Hw - c * H)))
+    return c, np.maximum(cost, 0.0)
 
 
 def update_centroids(sums: ClusterSums, previous: np.ndarray) -> np.ndarray:

@@ -11,7 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from rdcompress.quantize.centroids import ClusterSums, update_centroids
+from rdcompress.quantize.centroids import (
+    QUADRATIC_FIELDS,
+    QUARTIC_FIELDS,
+    ClusterSums,
+    point_moments,
+    run_cost,
+    update_centroids,
+)
 
 
 class SortedLayer:
@@ -26,23 +33,14 @@ class SortedLayer:
         self.w = w[self.order]  # (n,) ascending, original coordinates
         self.shift = float(self.w.mean())
         self.n = self.w.size
-        wc = self.w - self.shift  # (n,) centred
-        Is = I[self.order]
-        self.I = Is  # (n,) importances in sorted order
-
-        def prefix(values: np.ndarray) -> np.ndarray:  # (n + 1,), leading zero
-            out = np.empty(values.size + 1)
-            out[0] = 0.0
-            np.cumsum(values, out=out[1:])
-            return out
-
-        self._w, self._I, self._Iw = prefix(wc), prefix(Is), prefix(Is * wc)
-        self._Iw2 = prefix(Is * wc * wc)
+        self.I = I[self.order]  # (n,) importances in sorted order
         self.has_quartic = H is not None
-        if H is not None:
-            hs = H[self.order]
-            self._H, self._Hw = prefix(hs), prefix(hs * wc)
-            self._Hw2, self._Hw3 = prefix(hs * wc**2), prefix(hs * wc**3)
+        moments = point_moments(self.w - self.shift, self.I, None if H is None else H[self.order])
+        fields = QUARTIC_FIELDS if self.has_quartic else QUADRATIC_FIELDS
+        # (F, n + 1) prefix sums with a leading zero column, F = len(fields).
+        self._prefix = np.zeros((len(fields), self.n + 1))
+        for row, values in enumerate(moments):
+            np.cumsum(values, out=self._prefix[row, 1:])
 
     def edges(self, codebook: np.ndarray) -> np.ndarray:
         """Cluster edges (k + 1,) for an ascending codebook (k,): cluster j is w[e_j:e_{j+1}].
@@ -53,15 +51,12 @@ class SortedLayer:
         return np.concatenate(([0], np.searchsorted(self.w, mid, side="left"), [self.n]))
 
     def sums(self, edges: np.ndarray) -> ClusterSums:
-        lo, hi = edges[:-1], edges[1:]
-        sums = ClusterSums(
-            count=(hi - lo).astype(np.float64), w=self._w[hi] - self._w[lo],
-            I=self._I[hi] - self._I[lo], Iw=self._Iw[hi] - self._Iw[lo],
-        )
-        if self.has_quartic:
-            sums.H, sums.Hw = self._H[hi] - self._H[lo], self._Hw[hi] - self._Hw[lo]
-            sums.Hw2, sums.Hw3 = self._Hw2[hi] - self._Hw2[lo], self._Hw3[hi] - self._Hw3[lo]
-        return sums
+        """Moments of the clusters w[e_j:e_{j+1}], each (k,), centred coordinates."""
+        return self.sums_between(edges[:-1], edges[1:])
+
+    def sums_between(self, lo: np.ndarray, hi: np.ndarray) -> ClusterSums:
+        """Moments of the runs w[lo:hi] (elementwise over index arrays), centred coordinates."""
+        return ClusterSums.from_rows(self._prefix[:, hi] - self._prefix[:, lo])
 
     def centroids(self, edges: np.ndarray, previous: np.ndarray) -> np.ndarray:
         """The update step: optimal centroid of each contiguous cluster, (k,), original coords."""
@@ -69,12 +64,17 @@ class SortedLayer:
 
     def quadratic_cost(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """min_c Σ_{i∈[lo,hi)} I_i (w_i − c)² = S_Iw² − S_Iw²/S_I (0 when S_I = 0), elementwise."""
-        s0 = self._I[hi] - self._I[lo]
-        s1 = self._Iw[hi] - self._Iw[lo]
-        s2 = self._Iw2[hi] - self._Iw2[lo]
+        P = self._prefix
+        s0, s1, s2 = (P[row, hi] - P[row, lo] for row in (2, 3, 4))  # Σ I, Σ I w, Σ I w²
         with np.errstate(divide="ignore", invalid="ignore"):
             cost = np.where(s0 > 0, s2 - s1 * s1 / s0, 0.0)
         return np.maximum(cost, 0.0)
+
+    def run_cost(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """min_c Σ_{i∈[lo,hi)} I_i (w_i − c)² + H_i (w_i − c)⁴, elementwise (``run_cost``)."""
+        if not self.has_quartic:
+            return self.quadratic_cost(lo, hi)
+        return run_cost(self.sums_between(lo, hi))[1]
 
     def assignments(self, edges: np.ndarray) -> np.ndarray:
         """Cluster index per weight (n,), int64, in the ORIGINAL order of w."""
