@@ -101,3 +101,18 @@ def test_malformed_recipes_are_format_errors(mutate, message):
     mutate(recipe)
     with pytest.raises(FormatError, match=message):
         compose_weight("w", recipe, {"w::A": a, "w::B": b})
+
+
+def test_file_ratio_counts_a_composite_once_at_its_own_shape(tmp_path):
+    net = tiny_net()
+    weight = net[4].weight.detach().clone()  # (10, 64): 640 numbers, 2560 fp32 bytes
+    compressed = assemble(net, {"4.weight": _lowrank_result("4.weight", weight, rank=2)},
+                          ["4.weight"], config=_Config(2), objective="baseline")
+    summary = compressed.save(tmp_path / "m.rdz")
+    state = net.state_dict()
+    assert summary.numel == sum(t.numel() for t in state.values())
+    assert summary.original_bytes == compressed.manifest["original_bytes"]
+    assert summary.layer_bytes("4.weight") == 4 * (10 * 2 + 2 * 64)  # the two fp32 factors
+    from rdcompress.codec import inspect_rdz
+
+    assert inspect_rdz(tmp_path / "m.rdz").original_bytes == summary.original_bytes

@@ -1,24 +1,29 @@
-"""``rdcompress compress``: prune and/or quantize a model into a .rdz file."""
+"""``rdcompress compress``: prune, quantize, factorize or greedily compress a model into a .rdz
+file."""
 
 from __future__ import annotations
 
 import argparse
 
 from rdcompress.cli._common import add_data_arguments, add_model_arguments, write_json
+from rdcompress.cli._lowrank_args import EPILOG, add_lowrank_arguments, lowrank_config_from_args
 from rdcompress.errors import ConfigError
 
-METHOD_CHOICES = ("prune", "quantize", "prune+quantize")
+METHOD_CHOICES = ("prune", "quantize", "prune+quantize", "lowrank", "greedy-prune",
+                  "greedy-quantize")
 OBJECTIVE_CHOICES = ("baseline", "fisher", "fisher-mc", "output", "gradient", "hessian",
                      "gradient+hessian")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "compress", help="prune and/or quantize a model into a .rdz file",
+        "compress", help="prune, quantize or factorize a model into a .rdz file",
         description="Compress MODEL by the rate-distortion objective Σ I (w − ŵ)² (+ H (w − ŵ)⁴): "
         "prune the weights of smallest score I·w² (paper §5.3, §6), quantize each layer to k "
         "importance-weighted centroids (weighted k-means, quartic k-means, the exact DP "
-        "optimum, or entropy-constrained), or both. The importance I comes from --importance "
+        "optimum, or entropy-constrained), or both; factorize W ≈ A·B (low rank, ranks chosen by "
+        "the objective); or compress by randomized greedy pruning / stochastic rounding scored "
+        "on the loss of --data (greedy-*). The importance I comes from --importance "
         "(see 'rdcompress importance') or is computed on --data for --objective. Prints a "
         "per-layer table and the file's compression ratio.",
         epilog="examples:\n"
@@ -27,7 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "  rdcompress compress runs/digits.safetensors --method prune --ratio 0.1 "
         "--objective fisher --data digits -o p10.rdz\n"
         "  rdcompress compress runs/mnist.safetensors --method prune+quantize --ratio 0.2 "
-        "--bits 4 --importance imp.safetensors --algorithm optimal -o pq.rdz",
+        "--bits 4 --importance imp.safetensors --algorithm optimal -o pq.rdz\n"
+        "  rdcompress compress runs/mnist.safetensors --method greedy-prune -p 0.3 --alpha 0.9 "
+        "--data mnist --limit 512 -o g.rdz\n\n" + EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_model_arguments(parser)
@@ -55,6 +62,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        default="lloyd", help="quantizer (default: lloyd, the paper's)")
     quant.add_argument("--lam", type=float, default=0.0,
                        help="rate weight for --algorithm entropy (objective units per bit)")
+    add_lowrank_arguments(parser)
+    greedy = parser.add_argument_group(
+        "randomized greedy (--method greedy-prune | greedy-quantize; scored on --data's loss)")
+    greedy.add_argument("-p", "--keep-prob", type=float, default=0.3,
+                        help="greedy-prune: t = w·Bernoulli(p)/p (default 0.3)")
+    greedy.add_argument("--grid-k", type=int, default=4,
+                        help="greedy-quantize: stochastic rounding to spacing M/k (default 4)")
+    greedy.add_argument("--alpha", type=float, default=0.9,
+                        help="fraction of each layer replaced (default 0.9)")
+    greedy.add_argument("--greedy-score", choices=("second-order", "exact"),
+                        default="second-order",
+                        help="exact: forward passes per weight (small models only)")
     parser.add_argument("--coder", choices=("ans", "huffman"), default="ans",
                         help="entropy coder of the file (default: ans)")
     parser.add_argument("-o", "--output", required=True, help="the .rdz file to write")
@@ -65,6 +84,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def build_config(args: argparse.Namespace):
     from rdcompress.compress import PruneConfig, PruneQuantizeConfig, QuantizeConfig
 
+    if args.method == "lowrank":
+        if args.factor_storage != "quantized" and (args.clusters or args.bits):
+            raise ConfigError("--clusters/--bits with --method lowrank quantize the factors: "
+                              "add --factor-storage quantized")
+        return lowrank_config_from_args(args)
+    if args.method.startswith("greedy"):
+        from rdcompress.greedy import GreedyConfig
+
+        return GreedyConfig(mode=args.method.removeprefix("greedy-"), p=args.keep_prob,
+                            k=args.grid_k, alpha=args.alpha, score=args.greedy_score,
+                            structured=args.structured)
     prunes, quantizes = args.method != "quantize", args.method != "prune"
     if prunes and args.ratio is None:
         raise ConfigError(f"--method {args.method} needs --ratio (the kept fraction, e.g. 0.1)")
@@ -102,13 +132,22 @@ def _importance(args: argparse.Namespace, loaded):
     if dataset is None:
         raise ConfigError(f"--objective {objective} needs data: pass --data NAME or "
                           "--importance FILE")
-    from rdcompress.data import load_dataset
     from rdcompress.importance import compute_importance
+
+    return compute_importance(loaded.module, _loader(args, loaded, f"--objective {objective}"),
+                              objective, temperature=args.temperature)
+
+
+def _loader(args: argparse.Namespace, loaded, why: str):
+    """The --data loader (split, limit, batch size) with the model's preprocessing."""
+    dataset = args.data or loaded.dataset
+    if dataset is None:
+        raise ConfigError(f"{why} needs data: pass --data NAME")
+    from rdcompress.data import load_dataset
     from rdcompress.pipeline import make_loader
 
     data = load_dataset(dataset, split=args.split, data_dir=args.data_dir)
-    loader = make_loader(data, loaded.preprocessing, args.batch_size, limit=args.limit)
-    return compute_importance(loaded.module, loader, objective, temperature=args.temperature)
+    return make_loader(data, loaded.preprocessing, args.batch_size, limit=args.limit)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,11 +156,27 @@ def run(args: argparse.Namespace) -> int:
 
     config = build_config(args)
     loaded = load_model(args.model, weights=args.weights, arch=args.arch)
-    importance = _importance(args, loaded)
     metadata = {"dataset": loaded.dataset,
                 "preprocessing": loaded.preprocessing.to_dict() if loaded.preprocessing else None}
-    compressed = compress(loaded.module, config, importance, model_spec=loaded.spec,
-                          coder=args.coder, model_metadata=metadata)
+    if args.method.startswith("greedy"):
+        from rdcompress.greedy import greedy_compress
+
+        loader = _loader(args, loaded, f"--method {args.method}")
+        compressed = greedy_compress(loaded.module, loader, config, model_spec=loaded.spec,
+                                     coder=args.coder)
+        compressed.manifest["model_metadata"] = metadata
+    else:
+        importance = _importance(args, loaded)
+        statistics = None
+        if args.method == "lowrank" and args.metric == "whiten":
+            from rdcompress.lowrank import collect_input_moments
+
+            moments = collect_input_moments(loaded.module,
+                                            _loader(args, loaded, "--metric whiten"))
+            statistics = moments.layer_statistics()
+        compressed = compress(loaded.module, config, importance, model_spec=loaded.spec,
+                              coder=args.coder, model_metadata=metadata,
+                              layer_statistics=statistics)
     summary = compressed.save(args.output)
     rows = _rows(compressed, summary)
     _print(rows, summary, args.output)
@@ -131,14 +186,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _rows(compressed, summary) -> list[dict]:
-    by_name = {t.name: t for t in summary.tensors}
     rows = []
     for name, stats in compressed.layers.items():
-        tensor = by_name[name]
+        bits = 8.0 * summary.layer_bytes(name) / stats.numel  # parts summed for composites
         rows.append({
             "layer": name, "shape": "x".join(map(str, stats.shape)), "weights": stats.numel,
             "kept%": f"{100 * stats.kept_fraction:.1f}", "k": stats.clusters or "-",
-            "bits/w": f"{tensor.bits_per_weight:.3f}", "distortion": f"{stats.distortion:.4g}",
+            "rank": getattr(stats, "rank", None) or "-",
+            "bits/w": f"{bits:.3f}", "distortion": f"{stats.distortion:.4g}",
             "rel.dist": f"{stats.relative_distortion:.4f}",
         })
     return rows

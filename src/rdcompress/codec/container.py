@@ -97,7 +97,7 @@ def encode_rdz(
     crc = zlib.crc32(body, zlib.crc32(head))
     data = head + struct.pack("<I", crc) + body
     summary = RdzSummary(len(data), PREAMBLE_SIZE + len(header_bytes), len(manifest_json),
-                         FORMAT_VERSION, summaries)
+                         FORMAT_VERSION, summaries, _composites(manifest))
     return data, summary
 
 
@@ -210,7 +210,17 @@ def inspect_rdz(path: str | os.PathLike[str]) -> RdzSummary:
             strict=True)
     ]
     return RdzSummary(decoded.file_bytes, decoded.header_bytes, len(_dumps(decoded.manifest)),
-                      FORMAT_VERSION, summaries)
+                      FORMAT_VERSION, summaries, _composites(decoded.manifest))
+
+
+def _composites(manifest: dict) -> dict:
+    """The manifest's composite recipes whose parts are well formed (for the byte accounting)."""
+    composites = manifest.get("composites") if isinstance(manifest, dict) else None
+    if not isinstance(composites, dict):
+        return {}
+    return {name: recipe for name, recipe in composites.items()
+            if isinstance(recipe, dict) and isinstance(recipe.get("parts"), list)
+            and isinstance(recipe.get("shape"), list) and recipe.get("dtype") in FLOAT_DTYPES}
 
 
 def _read_file(path: str | os.PathLike[str]) -> bytes:

@@ -86,14 +86,32 @@ class RdzSummary:
     manifest_bytes: int  # compact JSON of the manifest alone (part of the entropy bound)
     format_version: int
     tensors: list[TensorSummary] = field(default_factory=list)
+    # the manifest's "composites" (rdcompress.compress.compose): a parameter stored as parts
+    # counts once, at its own shape and dtype, in numel and original_bytes, not per part
+    composites: dict = field(default_factory=dict)
+
+    def _whole(self) -> list[tuple[int, int]]:
+        """(numel, original bytes) of each parameter: plain tensors and whole composites."""
+        parts = {part for recipe in self.composites.values() for part in recipe["parts"]}
+        out = [(t.numel, t.original_bytes) for t in self.tensors if t.name not in parts]
+        for recipe in self.composites.values():
+            numel = int(np.prod(recipe["shape"], dtype=np.int64))
+            out.append((numel, original_bytes_of(numel, recipe["dtype"])))
+        return out
+
+    def layer_bytes(self, name: str) -> int:
+        """Bytes of parameter ``name``: its tensor's, or the sum of its parts'."""
+        recipe = self.composites.get(name)
+        names = set(recipe["parts"]) if recipe else {name}
+        return sum(t.bytes for t in self.tensors if t.name in names)
 
     @property
     def original_bytes(self) -> int:
-        return sum(t.original_bytes for t in self.tensors)
+        return sum(original for _, original in self._whole())
 
     @property
     def numel(self) -> int:
-        return sum(t.numel for t in self.tensors)
+        return sum(numel for numel, _ in self._whole())
 
     @property
     def ratio(self) -> float:
