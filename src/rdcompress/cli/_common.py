@@ -18,6 +18,20 @@ MODEL_HELP = (
 )
 
 
+def comma_list(kind: type) -> Any:
+    """An argparse ``type=`` for comma lists: ``comma_list(float)("0.1,0.2")`` -> (0.1, 0.2)."""
+    label = {int: "integers", float: "numbers", str: "names"}[kind]
+
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(kind(v.strip()) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma list of {label}") from None
+
+    parse.__name__ = f"comma-separated {label}"  # argparse names the type in its errors
+    return parse
+
+
 def add_model_arguments(parser: argparse.ArgumentParser, name: str = "model") -> None:
     parser.add_argument(name, metavar=name.upper(), help=MODEL_HELP)
     parser.add_argument("--weights", help="weights file (safetensors or torch.save) for a zoo "

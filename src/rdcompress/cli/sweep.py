@@ -4,19 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from rdcompress.cli._common import print_table
+from rdcompress.cli._common import comma_list, print_table
 
-
-def _floats(text: str) -> tuple[float, ...]:
-    return tuple(float(v) for v in text.split(",") if v)
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(v) for v in text.split(",") if v)
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
+_floats, _ints, _names = comma_list(float), comma_list(int), comma_list(str)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from rdcompress.cli._common import print_table
+from rdcompress.cli._common import comma_list, print_table
 from rdcompress.errors import ConfigError
 
 EPILOG = """\
@@ -20,15 +20,7 @@ the CSV. normalized error = sum ||f_compressed(x) - f(x)||^2 / sum ||f(x)||^2 on
 """
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma list of integers") from None
-
-
-def _words(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
+_ints, _words = comma_list(int), comma_list(str)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
