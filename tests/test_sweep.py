@@ -136,3 +136,16 @@ def test_greedy_methods_run_once_per_setting(sweep_dir, tmp_path):
         path = tmp_path / "models" / f"{row['method']}-loss-{row['value']:g}.rdz"
         assert row["file_bytes"] == path.stat().st_size
         assert rdcompress.load(path, return_manifest=True)[1]["method"] == row["method"]
+
+
+def test_eval_limit_spreads_over_a_class_sorted_split():
+    from rdcompress.data import load_dataset
+    from rdcompress.sweep import _evenly_spaced
+
+    test = load_dataset("digits", split="test")
+    order = torch.argsort(test.labels, stable=True)
+    by_class = test.subset(order.numpy(), "test")  # sorted by class, like an image folder
+    subset = _evenly_spaced(by_class, 50)
+    assert len(subset) == 50
+    assert set(subset.labels.tolist()) == set(range(10))  # the first 50 would hold 1-2 classes
+    assert _evenly_spaced(by_class, 10_000) is by_class

@@ -62,7 +62,7 @@ class SweepConfig:
     temperature: float | str = 1.0  # importance temperature, or "auto" (fit on val)
     hessian_mu: float = 0.0  # regularizer added to Hessian estimates (App. C.3.2)
     eval_split: str = "test"
-    eval_limit: int | None = None
+    eval_limit: int | None = None  # evaluate on this many test samples, evenly spaced
     train_epochs: int | None = None  # when the model must be trained first
     seed: int = 0
 
@@ -142,8 +142,9 @@ def run_sweep(config: SweepConfig) -> SweepResult:
     dataset = config.data or loaded.dataset
     if dataset is None:
         raise ConfigError("no dataset known for this model: set data")
-    test = load_dataset(dataset, split=config.eval_split, data_dir=config.data_dir)
-    test_loader = make_loader(test, loaded.preprocessing, 512, limit=config.eval_limit)
+    test = _evenly_spaced(load_dataset(dataset, split=config.eval_split,
+                                       data_dir=config.data_dir), config.eval_limit)
+    test_loader = make_loader(test, loaded.preprocessing, 512)
     reference_logits, labels = collect_outputs(loaded.module, test_loader)
     reference = classification_metrics(reference_logits, labels).to_dict()
 
@@ -181,6 +182,17 @@ def run_sweep(config: SweepConfig) -> SweepResult:
     write_summary(rows, out / "summary.md", config=config.to_dict(), reference=reference,
                   dataset=dataset)
     return SweepResult(rows, out, reference, time.perf_counter() - start)
+
+
+def _evenly_spaced(dataset: Any, limit: int | None) -> Any:
+    """``limit`` samples spread evenly over the split (not its first ``limit``: files sorted by
+    class, as image folders are, would leave whole classes out)."""
+    if limit is None or limit >= len(dataset):
+        return dataset
+    import numpy as np
+
+    indices = np.unique(np.linspace(0, len(dataset) - 1, limit).round().astype(np.int64))
+    return dataset.subset(indices, dataset.split)
 
 
 def _check_resumable(config: SweepConfig, out: Path) -> None:

@@ -70,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="importance temperature T, or 'auto' (fit on the val split)")
     parser.add_argument("--mu", type=float, default=0.0,
                         help="Hessian regularizer μ (App. C.3.2), default 0")
-    parser.add_argument("--eval-limit", type=int, help="evaluate on the first N test samples")
+    parser.add_argument("--eval-limit", type=int, help="evaluate on N test samples spread evenly over the split")
     parser.add_argument("--epochs", type=int, help="training epochs if the model is trained")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--vary", metavar="NAME=V1,V2,...",
