@@ -7,9 +7,13 @@ For each model (MNIST MLP, ResNet-20 on CIFAR-10 JPEG) over the same calibration
   and scaled per sample);
 - ``vs vmap``: speed-up over naive torch.func over the whole model (vmap of grad / jacrev);
 - ``peak MiB``: peak resident memory above the start of the measurement (sampled /proc RSS).
-Timings on a shared CPU are noisy: read ratios, which are measured side by side in one run.
+Timings on a shared CPU are noisy: read ratios, which are measured side by side in one run;
+the default clock is CPU time (``--clock wall`` for elapsed time).
+``--conv-methods`` instead times, per Conv2d layer of ResNet-20 on real activations, the ways to
+form per-sample weight gradients (and their squares' sum) against the batch weight gradient.
 Never asserts on time. Usage:
   python bench/importance.py --data-dir ../shared/data --samples 512
+  python bench/importance.py --data-dir ../shared/data --samples 128 --conv-methods
 """
 
 from __future__ import annotations
@@ -60,13 +64,16 @@ class PeakRSS:
         return (self.peak - self.start) / 2**20
 
 
+CLOCK: Callable[[], float] = time.perf_counter  # set by --clock in main()
+
+
 def timed(fn: Callable[[], object], repeats: int = 1) -> tuple[float, float]:
     times, peak = [], 0.0
     for _ in range(repeats):
         with PeakRSS() as rss:
-            start = time.perf_counter()
+            start = CLOCK()
             fn()
-            times.append(time.perf_counter() - start)
+            times.append(CLOCK() - start)
         peak = max(peak, rss.mib)
     return min(times), peak
 
@@ -187,6 +194,58 @@ def bench_model(name: str, args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def conv_methods(args: argparse.Namespace) -> None:
+    """Per Conv2d layer: ms of each per-sample method, side by side, min over repeats."""
+    model, inputs, labels = load("resnet20", args.data_dir, args.samples)
+    calls: list[list] = []
+
+    def hook(module: nn.Module, args_: tuple, output: Tensor) -> None:
+        record = [module, args_[0].detach(), None]
+        output.register_hook(lambda grad, record=record: record.__setitem__(2, grad))
+        calls.append(record)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    F.cross_entropy(model(inputs), labels).backward()
+    for handle in handles:
+        handle.remove()
+    totals: dict[str, float] = {}
+    print("layer (weight shape, input)            " + "  ".join(
+        f"{k:>8}" for k in ("batch", "grouped", "vmap", "unfold")) + "   (ms; batch = no squares)")
+    for module, x, g in calls:
+        row = {name: timed(fn, repeats=args.repeats)[0] * 1e3
+               for name, fn in _conv_methods_for(module, x, g).items()}
+        for name, value in row.items():
+            totals[name] = totals.get(name, 0.0) + value
+        label = f"{tuple(module.weight.shape)} {tuple(x.shape[1:])}"
+        print(f"{label:<38} " + "  ".join(f"{v:8.1f}" for v in row.values()))
+    print(f"{'total':<38} " + "  ".join(f"{v:8.1f}" for v in totals.values()))
+
+
+def _conv_methods_for(module: nn.Conv2d, x: Tensor, g: Tensor) -> dict[str, Callable]:
+    from rdcompress.importance.per_sample import conv_weight_per_sample
+
+    weight, stride, padding = module.weight.detach(), list(module.stride), list(module.padding)
+
+    def weight_grad(out_grad: Tensor, inputs: Tensor) -> Tensor:
+        return torch.ops.aten.convolution_backward(
+            out_grad, inputs, weight, None, stride, padding, list(module.dilation), False,
+            [0, 0], module.groups, [False, True, False])[1]
+
+    def squares(per_sample: Tensor) -> Tensor:
+        return per_sample.square_().sum(0)
+
+    def unfold() -> Tensor:
+        cols = F.unfold(x, module.kernel_size, padding=padding, stride=stride)  # (N, K, L)
+        return squares(torch.bmm(g.flatten(2), cols.transpose(1, 2)))
+
+    return {
+        "batch": lambda: weight_grad(g, x),
+        "grouped": lambda: squares(conv_weight_per_sample(module, x, padding, g)),
+        "vmap": lambda: squares(vmap(lambda a, b: weight_grad(b[None], a[None]))(x, g)),
+        "unfold": unfold,
+    }
+
+
 def _format(row: dict) -> str:
     def cell(key: str, fmt: str) -> str:
         return format(row[key], fmt) if key in row else "-"
@@ -204,16 +263,28 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=512)
     parser.add_argument("--loop-samples", type=int, default=32,
                         help="samples for the per-sample loop and naive vmap (scaled up)")
-    parser.add_argument("--chunk", type=int, default=128)
+    parser.add_argument("--chunk", type=int, default=64,
+                        help="samples per pass for ours and the plain pass (the library default)")
     parser.add_argument("--vmap-chunk", type=int, default=16)
     parser.add_argument("--hessian-method", default="exact")
     parser.add_argument("--repeats", type=int, default=3,
                         help="runs per measurement: min time, median ratio to a plain pass")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
+                        help="cpu: CPU time of this thread (1 thread) or process, which time "
+                        "spent waiting for a shared CPU does not inflate; wall: elapsed time")
+    parser.add_argument("--conv-methods", action="store_true",
+                        help="time per-sample conv weight-gradient methods per ResNet-20 layer")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    global CLOCK
+    if args.clock == "cpu":  # the RSS sampler runs in its own thread: per-thread time if we can
+        CLOCK = time.thread_time if args.threads == 1 else time.process_time
+    if args.conv_methods:
+        conv_methods(args)
+        return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{args.samples} calibration samples")
+          f"{args.samples} calibration samples, chunk {args.chunk}, {args.clock} clock")
     header = ("model      objective          seconds  x plain  vs loop  vs vmap  peak MiB  "
               "vmap MiB")
     print(header)

@@ -97,6 +97,63 @@ class InplaceResidual(nn.Module):
         return self.head(out.flatten(1))
 
 
+class TiedEmbeddingDecoder(nn.Module):
+    """Decoder weight tied to the embedding (language-model style); padding row 0."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(9, 5, padding_idx=0)
+        self.decoder = nn.Linear(5, 9)
+        self.decoder.weight = self.embed.weight  # (9, 5): the same Parameter
+
+    def forward(self, tokens: Tensor) -> Tensor:  # (N, L) int -> (N, 9)
+        return self.decoder(torch.tanh(self.embed(tokens)).mean(1))
+
+
+class TiedLinears(nn.Module):
+    """Two Linear modules sharing one weight, each with its own bias."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first, self.second = nn.Linear(5, 5), nn.Linear(5, 5)
+        self.second.weight = self.first.weight
+        self.head = nn.Linear(5, CLASSES)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(torch.tanh(self.second(torch.tanh(self.first(x)))))
+
+
+class TiedConvs(nn.Module):
+    """Two Conv2d modules sharing one weight, plus one module reachable by two names."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = nn.Conv2d(2, 2, 3, padding=1)
+        self.second = nn.Conv2d(2, 2, 3, stride=2, bias=False)
+        self.second.weight = self.first.weight
+        self.norm = nn.BatchNorm2d(2)
+        self.again = self.norm  # the same module twice in the tree: one site
+        self.head = nn.Linear(2 * 2 * 2, CLASSES)
+
+    def forward(self, x: Tensor) -> Tensor:  # (N, 2, 5, 5)
+        h = self.norm(torch.tanh(self.first(x)))
+        return self.head(self.again(self.second(h)).flatten(1))
+
+
+class TiedWithFallback(nn.Module):
+    """A Linear bias tied to the parameter of a module without a rule (torch.func)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(5, 6)
+        self.scale = Scale(6)
+        self.scale.gain = self.linear.bias
+        self.head = nn.Linear(6, CLASSES)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.scale(self.linear(x)))
+
+
 def _randomize_bn(model: nn.Module) -> nn.Module:
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
@@ -147,6 +204,13 @@ PROBLEMS = [
     Problem("shared-weights", SharedLinear,
             lambda gen: torch.randn(6, 5, generator=gen, dtype=torch.float64)),
     Problem("inplace-residual", lambda: _randomize_bn(InplaceResidual()), _images(3, 5, 5)),
+    Problem("tied-embedding-decoder", TiedEmbeddingDecoder,
+            lambda gen: torch.randint(0, 9, (6, 7), generator=gen)),
+    Problem("tied-linears", TiedLinears,
+            lambda gen: torch.randn(6, 5, generator=gen, dtype=torch.float64)),
+    Problem("tied-convs-shared-module", lambda: _randomize_bn(TiedConvs()), _images(2, 5, 5)),
+    Problem("tied-with-fallback", TiedWithFallback,
+            lambda gen: torch.randn(6, 5, generator=gen, dtype=torch.float64)),
 ]
 
 

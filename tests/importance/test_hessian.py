@@ -11,6 +11,7 @@ from torch import nn
 
 from rdcompress.errors import ConfigError, ModelError
 from rdcompress.importance.curvature import (
+    _numerical_reason,
     func_per_sample_grads,
     logit_hessian_factor,
     piecewise_linear_reason,
@@ -71,6 +72,30 @@ class SharedNested(nn.Module):
 
     def forward(self, x):
         return self.inner(F.relu(self.inner(x)))
+
+
+class TiedParallel(nn.Module):
+    """One weight tensor held by two Linear modules on parallel ReLU branches (tied weights)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.head = nn.Linear(4, 5), nn.Linear(4, 5), nn.Linear(5, 3)
+        self.b.weight = self.a.weight
+
+    def forward(self, x):
+        return self.head(F.relu(self.a(x)) + F.relu(self.b(-x)))
+
+
+class TiedSequence(nn.Module):
+    """Tied weight used twice in sequence: quadratic in it (exact path via torch.func)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.head = nn.Linear(3, 3), nn.Linear(3, 3), nn.Linear(3, 3)
+        self.b.weight = self.a.weight
+
+    def forward(self, x):
+        return self.head(F.relu(self.b(F.relu(self.a(x)))))
 
 
 class Residual(nn.Module):
@@ -138,6 +163,8 @@ PROBLEMS = {
     "logsoftmax-hidden": (lambda: nn.Sequential(nn.Linear(4, 5), nn.LogSoftmax(dim=1),
                                                 nn.Linear(5, 3)), (4,), False),
     "shared-nested": (SharedNested, (3,), False),
+    "tied-parallel": (TiedParallel, (4,), True),
+    "tied-sequence": (TiedSequence, (3,), False),
 }
 
 
@@ -428,3 +455,57 @@ def test_logit_hessian_factor_closed_form():
         hessian = torch.autograd.functional.hessian(
             lambda v: F.cross_entropy(v.unsqueeze(0) / 2.0, torch.tensor([1])), z)
         assert torch.allclose(factor[n] @ factor[n].T, hessian, atol=1e-12)
+
+
+# ---------------------------------------------------------------- piecewise-linearity: robustness
+
+class SquaredReLU(nn.Module):
+    """relu(x)²: not piecewise linear, but flat (zero) wherever its input is negative."""
+
+    def forward(self, x):
+        return F.relu(x) ** 2
+
+
+def _dead_first_problem():
+    """Every pre-activation of the first two samples is negative: on them the squared ReLU is
+    inactive and the logits are locally constant, which fooled the old two-sample check."""
+    model = nn.Sequential(nn.Linear(3, 4), SquaredReLU(), nn.Linear(4, 3)).to(DTYPE).eval()
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        model[0].weight.copy_(torch.rand(4, 3, generator=gen, dtype=DTYPE) + 0.1)  # positive
+        model[0].bias.zero_()
+    dead = -torch.ones(2, 3, dtype=DTYPE)                                  # pre-activations < 0
+    alive = torch.rand(4, 3, generator=gen, dtype=DTYPE) + 0.1             # pre-activations > 0
+    return model, torch.cat([dead, alive]), torch.tensor([0, 1, 2, 0, 1, 2])
+
+
+def test_piecewise_linear_check_is_not_fooled_by_inactive_first_samples():
+    model, inputs, _ = _dead_first_problem()
+    trainable = dict(model.named_parameters())
+    assert _numerical_reason(model, inputs[:2], trainable) is None  # the case that fooled it
+    assert piecewise_linear_reason(model, inputs, trainable) is not None
+
+
+def test_piecewise_linear_check_uses_noisy_copies_when_every_sample_is_inactive():
+    """Blank (all-zero) samples with zero biases sit on the ReLU kink, where autograd's second
+    derivative is 0: no real sample can tell; the seeded noisy copies can."""
+    model, _, _ = _dead_first_problem()
+    blank = torch.zeros(20, 3, dtype=DTYPE)
+    trainable = dict(model.named_parameters())
+    assert _numerical_reason(model, blank, trainable) is None
+    reason = piecewise_linear_reason(model, blank, trainable)
+    assert reason is not None and "not locally linear" in reason
+
+
+def test_exact_hessian_on_the_fooling_model_matches_bruteforce():
+    """With the check fooled, the Gauss-Newton path would drop the residual term."""
+    model, inputs, targets = _dead_first_problem()
+    reference = hessian_diagonal_bruteforce(model, inputs, targets, TEMPERATURE)
+    sums, _ = accumulate_hessian(model, inputs, targets, method="exact", temperature=TEMPERATURE,
+                                 num_probes=1, generator=None, want_squares=False)
+    for name, diag in reference.items():
+        assert _rel_err(sums[name], diag.sum(0)) < 1e-6, name
+    with pytest.raises(ModelError, match="piecewise-linear"):
+        accumulate_hessian(model, inputs, targets, method="curvature-propagation",
+                           temperature=TEMPERATURE, num_probes=1, generator=None,
+                           want_squares=False)

@@ -38,3 +38,13 @@ def test_cli_writes_a_loadable_file(tmp_path, capsys):
 def test_cli_rejects_bad_temperature():
     with pytest.raises(SystemExit):
         _run(["digits-mlp", "--temperature", "warm", "-o", "x.safetensors"])
+
+
+def test_cli_gradient_hessian_with_a_stochastic_estimator_uses_two_probes(tmp_path):
+    out = tmp_path / "gh.safetensors"
+    torch.manual_seed(0)
+    assert _run(["digits-mlp", "--data", "digits", "--limit", "16", "--objective",
+                 "gradient+hessian", "--hessian-method", "curvature-propagation",
+                 "-o", str(out)]) == 0
+    imp = Importance.load(out)
+    assert imp.quartic is not None and imp.metadata["config"]["num_probes"] == 2

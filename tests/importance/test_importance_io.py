@@ -129,3 +129,87 @@ def test_merge_refuses_different_settings():
     third = accumulate_importance(model, [inputs], ImportanceConfig(objective="output"))
     with pytest.raises(ConfigError, match="objective differs"):
         first.merge(third)
+
+
+def _header(**changes: str) -> dict[str, str]:
+    fields = {"format": FORMAT_TAG, "version": "1", "kind": "importance", "objective": "fisher",
+              "temperature": "1.0", "num_samples": "4", "weights_sha256": "ab" * 32,
+              "metadata": "{}"}
+    fields.update(changes)
+    return {k: v for k, v in fields.items() if v != "<drop>"}
+
+
+@pytest.mark.parametrize("tensors, header, message", [
+    ({"w": torch.ones(2)}, _header(version="0"), "version 0 < 1"),
+    ({"w": torch.ones(2)}, _header(version="two"), "damaged importance header"),
+    ({"w": torch.ones(2)}, _header(objective="<drop>"), "damaged importance header"),
+    ({"w": torch.ones(2)}, _header(objective="magic"), "unknown objective 'magic'"),
+    ({"w": torch.ones(2)}, _header(temperature="-1"), "temperature -1"),
+    ({"w": torch.ones(2)}, _header(temperature='"hot"'), "temperature 'hot'"),
+    ({"w": torch.ones(2)}, _header(num_samples="-3"), "num_samples -3 < 0"),
+    ({"w": torch.ones(2)}, _header(weights_sha256="abc"), "64 lowercase hex"),
+    ({"w": torch.ones(2)}, _header(metadata="[1]"), "not a JSON object"),
+    ({"w": torch.ones(2)}, _header(kind="partial-sums"), "holds 'partial-sums'"),
+    ({"w": torch.ones(2, dtype=torch.float64)}, _header(), "dtype torch.float64"),
+    ({"w": torch.tensor([1.0, float("nan")])}, _header(), "NaN or inf"),
+    ({"w": torch.ones(2), "quartic/v": torch.ones(2)}, _header(), "'v' has no quadratic"),
+    ({"w": torch.ones(2), "quartic/w": torch.ones(3)}, _header(), "'w' has no quadratic"),
+    ({"w": torch.ones(2), "v": torch.ones(1), "quartic/w": torch.ones(2)}, _header(),
+     r"\['v'\] have no quartic"),
+])
+def test_invalid_importance_files_are_rejected_with_the_reason(tmp_path, tensors, header,
+                                                                message):
+    path = tmp_path / "bad.safetensors"
+    save_file(tensors, path, metadata=header)
+    with pytest.raises(FormatError, match=message):
+        Importance.load(path)
+
+
+def test_invalid_partial_sum_files_are_rejected(tmp_path):
+    header = _header(kind="partial-sums")
+    path = tmp_path / "bad.safetensors"
+    save_file({"sum/w": torch.ones(2, dtype=torch.float64), "w": torch.ones(2)}, path,
+              metadata=header)
+    with pytest.raises(FormatError, match=r"keys \['w'\] have neither prefix"):
+        ImportanceAccumulator.load(path)
+    save_file({"sum/w": torch.ones(2)}, path, metadata=header)
+    with pytest.raises(FormatError, match="dtype torch.float32, expected torch.float64"):
+        ImportanceAccumulator.load(path)
+    save_file({"sum/w": torch.ones(2, dtype=torch.float64)}, path, metadata=_header())
+    with pytest.raises(FormatError, match="holds 'importance', expected 'partial-sums'"):
+        ImportanceAccumulator.load(path)
+
+
+def test_valid_hand_written_file_loads(tmp_path):
+    """A file written from the spec alone (docs/importance-format.md), not by rdcompress."""
+    path = tmp_path / "spec.safetensors"
+    save_file({"w": torch.full((2,), 3.0), "quartic/w": torch.full((2,), 8.0)}, path,
+              metadata=_header(objective="gradient+hessian", temperature="null",
+                               metadata='{"note": "hand made"}'))
+    loaded = Importance.load(path)
+    assert (loaded.objective, loaded.temperature, loaded.num_samples) == (
+        "gradient+hessian", None, 4)
+    assert float(loaded.quartic_weight("w")[0]) == 2.0 and loaded.metadata["note"] == "hand made"
+
+
+def test_partial_sums_round_trip_exactly(tmp_path):
+    model, inputs, labels = _model_and_data()
+    config = ImportanceConfig(objective="gradient", dtype="float64")
+    acc = accumulate_importance(model, [(inputs, labels)], config)
+    acc.save(tmp_path / "partial.safetensors")
+    loaded = ImportanceAccumulator.load(tmp_path / "partial.safetensors")
+    assert (loaded.num_samples, loaded.touched, loaded.metadata) == (
+        acc.num_samples, acc.touched, json.loads(json.dumps(acc.metadata, default=str)))
+    for name, value in acc.quadratic_sum.items():
+        assert torch.equal(loaded.quadratic_sum[name], value)
+
+
+def test_shards_with_different_seeds_merge():
+    model, inputs, _ = _model_and_data()
+    first = accumulate_importance(model, [inputs[:5]], ImportanceConfig("fisher-mc", seed=1))
+    second = accumulate_importance(model, [inputs[5:]], ImportanceConfig("fisher-mc", seed=2))
+    total = {k: v + second.quadratic_sum[k] for k, v in first.quadratic_sum.items()}
+    merged = first.merge(second)
+    assert merged.num_samples == 10
+    for name, value in total.items():
+        assert torch.equal(merged.quadratic_sum[name], value)

@@ -187,3 +187,50 @@ def test_hessian_objectives_are_wired_or_clearly_unavailable():
     assert set(hess.quadratic) == set(grad.quadratic) and hess.metadata["mu"] == 0.5
     assert both.quartic is not None and set(both.quartic) == set(grad.quadratic)
     assert_relative_close(both.quadratic, {k: v.double() for k, v in grad.quadratic.items()})
+
+
+@pytest.mark.parametrize("objective, method, expected", [
+    ("gradient+hessian", "curvature-propagation", 2),
+    ("gradient+hessian", "hutchinson", 2),
+    ("gradient+hessian", "exact", 1),
+    ("hessian", "hutchinson", 1),
+    ("fisher", "exact", 1),
+])
+def test_num_probes_default_depends_on_objective_and_estimator(objective, method, expected):
+    config = ImportanceConfig(objective=objective, hessian_method=method)
+    assert config.num_probes == expected
+    assert config.to_dict()["num_probes"] == expected  # the header records what ran
+
+
+def test_gradient_hessian_with_a_stochastic_estimator_runs_with_defaults():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 6), nn.ReLU(), nn.Linear(6, 4)).double()
+    inputs, labels = torch.randn(8, 5, dtype=torch.float64), torch.randint(0, 4, (8,))
+    for method in ("curvature-propagation", "hutchinson"):
+        got = compute_importance(model, [(inputs, labels)], "gradient+hessian", dtype="float64",
+                                 hessian_method=method)
+        assert got.quartic is not None and set(got.quartic) == set(got.quadratic)
+        assert got.metadata["config"]["num_probes"] == 2
+        assert all(torch.isfinite(v).all() for v in got.quartic.values())
+
+
+def test_one_probe_for_stochastic_squares_is_refused_clearly():
+    with pytest.raises(ConfigError, match=r"num_probes=1 with objective 'gradient\+hessian'"):
+        ImportanceConfig(objective="gradient+hessian", hessian_method="hutchinson", num_probes=1)
+    with pytest.raises(ConfigError, match="num_probes=0"):
+        ImportanceConfig(objective="hessian", hessian_method="hutchinson", num_probes=0)
+
+
+def test_module_shared_with_a_torch_func_module_is_refused():
+    class Outer(nn.Module):  # no rule and a direct parameter: torch.func over its subtree
+        def __init__(self, inner: nn.Linear) -> None:
+            super().__init__()
+            self.inner, self.gain = inner, nn.Parameter(torch.ones(3))
+
+        def forward(self, x):
+            return self.inner(x) * self.gain
+
+    shared = nn.Linear(3, 3)
+    model = nn.Sequential(shared, Outer(shared))
+    with pytest.raises(ConfigError, match="also used inside module '1'"):
+        compute_importance(model, [torch.randn(4, 3)], "fisher")

@@ -59,8 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="added to the Hessian diagonal (App. C.3.2; default: 0)")
     parser.add_argument("--hessian-method", default="exact", choices=list(HESSIAN_METHODS),
                         help="diagonal Hessian estimator (default: exact)")
-    parser.add_argument("--num-probes", type=int, default=1,
-                        help="random probes per sample for stochastic estimators (default: 1)")
+    parser.add_argument("--num-probes", type=int, default=None,
+                        help="random probes per sample for stochastic estimators (default: 2 "
+                        "for gradient+hessian, whose unbiased squares need 2; else 1)")
     parser.add_argument("--chunk-size", type=int, default=64,
                         help="samples per forward pass; bounds memory (default: 64)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"],
@@ -89,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("no dataset known for this model: pass --data NAME")
 
     def loader(split: str, limit: int | None):
+        assert dataset_name is not None  # refused above for every objective that loads data
         data = load_dataset(dataset_name, split=split, data_dir=args.data_dir)
         return make_loader(data, loaded.preprocessing, args.batch_size, limit=limit)
 

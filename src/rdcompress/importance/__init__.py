@@ -9,7 +9,8 @@ class), "fisher-mc" (sampled labels), "output" (eq. 5), "gradient" (Table 2, per
 loss gradients), "hessian" and "gradient+hessian" (Table 2, via ``importance.hessian``).
 First-order objectives are exact per sample: per-layer rules (``rules.py``) for Linear, Conv1d/2d,
 BatchNorm (eval), LayerNorm, GroupNorm and Embedding, and a torch.func fallback for any other
-module that owns parameters (``fallback.py``). File format: see ``result.py``.
+module that owns parameters (``fallback.py``); tied parameters add every use per sample before
+squaring (``capture.py``). File format: docs/importance-format.md (``result.py``).
 """
 
 from rdcompress.importance.accumulator import ImportanceAccumulator

@@ -20,8 +20,9 @@ from rdcompress.errors import ConfigError, NonFiniteError
 from rdcompress.importance.result import Importance, header, read_file
 
 SUM_PREFIX, QUARTIC_SUM_PREFIX = "sum/", "quartic_sum/"
-# Settings that must agree between shards (max_samples and chunk_size may differ).
-_SHARD_FREE = {"max_samples", "chunk_size"}
+# Settings that may differ between shards (docs/importance-format.md): how much data, how it is
+# split, and the seed (shards of fisher-mc / stochastic estimators should draw independently).
+_SHARD_FREE = {"max_samples", "chunk_size", "seed"}
 
 
 class ImportanceAccumulator:

@@ -3,8 +3,15 @@
 Which modules are tracked ("sites"): walking the module tree from the root, a module whose exact
 type has a rule (``rules.RULES``) is a rule site for its direct parameters; a module without a
 rule that owns parameters directly becomes a torch.func fallback site for its whole subtree
-(``fallback.py``); any other module is descended into. So every parameter belongs to exactly one
-site: none is skipped silently.
+(``fallback.py``); any other module is descended into. A module reachable by several paths is
+one site. So every parameter belongs to a site: none is skipped silently.
+
+Tied parameters (one tensor held by several modules, e.g. a decoder tied to an embedding) belong
+to each of those sites, under their canonical name (the first in ``named_parameters()``). Their
+per-sample gradient is the sum of every use's contribution, so for them the sites hand over
+per-sample gradients (``per_sample.PER_SAMPLE`` or the fallback's), which ``Capture`` adds
+before squaring. A module used both inside a fallback subtree and elsewhere is refused: the
+fallback cannot tell its uses apart.
 
 Output gradients come from tensor hooks registered on each output in the forward hook; a tensor
 hook registered before an in-place change still receives the gradient of the value the module
@@ -13,6 +20,7 @@ returned, so ``ReLU(inplace=True)`` and ``out += shortcut`` after a layer are sa
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,8 +30,15 @@ from torch import Tensor, nn
 from torch.utils._pytree import tree_flatten, tree_map
 
 from rdcompress.errors import ConfigError, NonFiniteError
-from rdcompress.importance.fallback import CallRecord, fallback_squares
-from rdcompress.importance.rules import Rule, linear_from_squared_grads, linear_rule, rule_for
+from rdcompress.importance.fallback import CallRecord, fallback_per_sample, fallback_squares
+from rdcompress.importance.per_sample import PER_SAMPLE, RuleCache
+from rdcompress.importance.rules import (
+    Rule,
+    linear_from_squared_grads,
+    linear_rule,
+    rule_for,
+    sample_chunks,
+)
 
 
 @dataclass
@@ -31,10 +46,13 @@ class Site:
     name: str                       # module path in the model ("" for the root)
     module: nn.Module
     rule: Rule | None               # None: torch.func fallback over the subtree
-    params: dict[str, str]          # local parameter name -> full name in the model
+    params: dict[str, str]          # local parameter name -> full (canonical) name in the model
+    tied: frozenset[str] = frozenset()  # full names also used by another site (see Capture)
     records: list[CallRecord] = field(default_factory=list)
     pending: dict[str, Tensor] = field(default_factory=dict)  # folded sums, by full name
     squared_grads: Tensor | None = None  # separable Linear: sum over directions of g^2 (N, out)
+    cache: RuleCache = field(default_factory=dict)  # rule inputs reused across directions
+    folded: bool = False  # this direction already folded from the backward hook (eager)
 
     @property
     def kind(self) -> str:
@@ -44,8 +62,14 @@ class Site:
     @property
     def separable(self) -> bool:
         """One 2-D call of a Linear: squared gradients can be summed over directions first."""
-        return (self.rule is linear_rule and len(self.records) == 1
+        return (self.rule is linear_rule and len(self.records) == 1 and not self.tied
                 and self.records[0].args[0].dim() == 2)
+
+    @property
+    def eager(self) -> bool:
+        """Can fold as soon as its output gradient arrives: one call, one output, own params."""
+        return (self.rule is not None and not self.tied and len(self.records) == 1
+                and len(self.records[0].grads) == 1)
 
     def add_direction(self) -> None:
         """Fold the output gradients of the latest backward pass into ``pending``."""
@@ -56,7 +80,10 @@ class Site:
                     else self.squared_grads.addcmul_(grad, grad)
             return
         for name, value in self.squares().items():
-            self.pending[name] = self.pending[name] + value if name in self.pending else value
+            if name in self.pending:
+                self.pending[name] += value
+            else:
+                self.pending[name] = value
 
     def take(self) -> dict[str, Tensor]:
         """The sums folded since the last call: {full name: sum over samples and directions}."""
@@ -68,16 +95,32 @@ class Site:
         return out
 
     def squares(self) -> dict[str, Tensor]:
-        """{full name: sum_n (d s_n / d param)^2} from the recorded calls; {} if none live."""
+        """{full name: sum_n (d s_n / d param)^2} for untied params; {} if no call is live."""
+        untied = [k for k, full in self.params.items() if full not in self.tied]
+        if not untied:
+            return {}
         if self.rule is None:
-            local = fallback_squares(self.module, self.records, list(self.params))
+            local = fallback_squares(self.module, self.records, untied)
         else:
-            calls = []
-            for record in self.records:
-                if record.grads and record.grads[0] is not None:
-                    calls.append((_checked_input(self, record), record.grads[0]))
-            local = self.rule(self.module, calls) if calls else {}
-        return {self.params[k]: v for k, v in local.items() if k in self.params}
+            calls = self._live_calls()
+            local = self.rule(self.module, calls, cache=self.cache) if calls else {}
+        return {self.params[k]: v for k, v in local.items() if k in untied}
+
+    def per_sample(self, part: slice) -> dict[str, Tensor]:
+        """{full name: (n, *shape)} per-sample gradients of the tied params for samples part."""
+        tied = [k for k, full in self.params.items() if full in self.tied]
+        if not tied:
+            return {}
+        if self.rule is None:
+            local = fallback_per_sample(self.module, self.records, tied, part)
+        else:
+            calls = [(x[part], g[part]) for x, g in self._live_calls()]
+            local = PER_SAMPLE[type(self.module)](self.module, calls) if calls else {}
+        return {self.params[k]: v for k, v in local.items() if k in tied}
+
+    def _live_calls(self) -> list[tuple[Tensor, Tensor]]:
+        return [(_checked_input(self, record), record.grads[0]) for record in self.records
+                if record.grads and record.grads[0] is not None]
 
 
 def _checked_input(site: Site, record: CallRecord) -> Tensor:
@@ -89,16 +132,35 @@ def _checked_input(site: Site, record: CallRecord) -> Tensor:
 
 
 def plan_sites(model: nn.Module, wanted: set[str]) -> list[Site]:
-    """Assign every wanted parameter to one site (see the module docstring)."""
+    """Assign every wanted parameter to the sites that use it (see the module docstring).
+
+    A module reachable by several paths is one site (its hooks see every call). A parameter
+    held by several modules (tied weights) is listed in each of their sites, under its
+    canonical name (the first in ``model.named_parameters()``), and marked ``tied``.
+    """
+    canonical = {id(p): name for name, p in model.named_parameters()}
     sites: list[Site] = []
-    owners: dict[int, str] = {}
+    visited: dict[int, str] = {}   # module id -> its path
+    in_fallback: dict[int, str] = {}  # module id -> path of the torch.func site containing it
 
     def visit(prefix: str, module: nn.Module) -> None:
+        path = prefix.rstrip(".") or "<root>"
+        if id(module) in visited:
+            if id(module) in in_fallback:
+                _shared_with_fallback(path, in_fallback[id(module)])
+            return  # a shared submodule: its hooks already record every call
+        visited[id(module)] = path
         rule = rule_for(module)
         direct = dict(module.named_parameters(recurse=False))
         if rule is None and direct:
-            subtree = dict(module.named_parameters(remove_duplicate=False))
-            _add(prefix, module, None, subtree)
+            subtree = dict(module.named_modules(prefix=prefix.rstrip(".")))
+            for sub in subtree.values():
+                if sub is not module and id(sub) in visited:
+                    _shared_with_fallback(visited[id(sub)], path)
+            for sub_path, sub in subtree.items():
+                visited[id(sub)] = sub_path or "<root>"
+                in_fallback[id(sub)] = path
+            _add(prefix, module, None, dict(module.named_parameters()))
             return
         if rule is not None:
             _add(prefix, module, rule, direct)
@@ -107,20 +169,24 @@ def plan_sites(model: nn.Module, wanted: set[str]) -> list[Site]:
 
     def _add(prefix: str, module: nn.Module, rule: Rule | None,
              params: dict[str, nn.Parameter]) -> None:
-        mapping: dict[str, str] = {}
-        for local, param in params.items():
-            full = prefix + local
-            if id(param) in owners and owners[id(param)] != full:
-                raise ConfigError(f"parameter {full!r} is the same tensor as {owners[id(param)]!r}"
-                                  " (tied weights); tied parameters are not supported yet")
-            owners[id(param)] = full
-            if full in wanted:
-                mapping[local] = full
+        mapping = {local: canonical[id(p)] for local, p in params.items()
+                   if canonical[id(p)] in wanted}
         if mapping:
             sites.append(Site(prefix.rstrip("."), module, rule, mapping))
 
     visit("", model)
+    uses = Counter(full for site in sites for full in set(site.params.values()))
+    for site in sites:
+        site.tied = frozenset(full for full in site.params.values() if uses[full] > 1)
     return sites
+
+
+def _shared_with_fallback(path: str, fallback_path: str) -> None:
+    raise ConfigError(
+        f"module {path!r} is also used inside module {fallback_path or '<root>'!r}, which has "
+        "no per-layer rule and is handled by torch.func as a whole; importance cannot tell "
+        "those uses apart. Give the module its own copy, or move the parameters of "
+        f"{fallback_path or '<root>'!r} into supported submodules (Linear, Conv, norms, ...)")
 
 
 class Capture:
@@ -129,6 +195,7 @@ class Capture:
     def __init__(self, sites: list[Site]) -> None:
         self.sites = sites
         self.active = True
+        self.tied_pending: dict[str, Tensor] = {}  # tied parameters' folded sums
         self._handles: list = []
 
     def __enter__(self) -> Capture:
@@ -143,13 +210,46 @@ class Capture:
         self._handles.clear()
         self.clear()
 
+    def add_direction(self, num_samples: int) -> None:
+        """Fold the latest backward pass into every site; tied parameters add the per-sample
+        gradients of all their sites before squaring (chunked over samples)."""
+        for site in self.sites:
+            if not site.folded:
+                site.add_direction()
+            site.folded = False
+        tied_sites = [site for site in self.sites if site.tied]
+        if not tied_sites:
+            return
+        numel = sum(p.numel() for site in tied_sites for p in site.module.parameters())
+        for part in sample_chunks(num_samples, numel):
+            total: dict[str, Tensor] = {}
+            for site in tied_sites:
+                for name, grad in site.per_sample(part).items():  # (n, *shape)
+                    total[name] = total[name] + grad if name in total else grad
+            for name, grad in total.items():
+                square = (grad * grad).sum(0)
+                self.tied_pending[name] = self.tied_pending[name] + square \
+                    if name in self.tied_pending else square
+
+    def take(self) -> dict[str, Tensor]:
+        """{full name: sum over samples and directions} folded since the last ``take``."""
+        out: dict[str, Tensor] = {}
+        for site in self.sites:
+            out.update(site.take())
+        out.update(self.tied_pending)
+        self.tied_pending = {}
+        return out
+
     def clear(self) -> None:
         for site in self.sites:
             site.records.clear()
+            site.cache.clear()
             site.pending, site.squared_grads = {}, None
+        self.tied_pending = {}
 
     def clear_grads(self) -> None:
         for site in self.sites:
+            site.folded = False
             for record in site.records:
                 record.grads = [None] * len(record.grads)
 
@@ -169,7 +269,7 @@ class Capture:
                 record.input_version = args[0]._version
             for index, tensor in enumerate(outs):
                 if tensor.requires_grad:
-                    tensor.register_hook(_grad_setter(record, index))
+                    tensor.register_hook(_grad_setter(site, record, index))
             site.records.append(record)
         return hook
 
@@ -195,9 +295,16 @@ def _detach(value: object) -> object:
     return value.detach() if isinstance(value, Tensor) else value
 
 
-def _grad_setter(record: CallRecord, index: int):
+def _grad_setter(site: Site, record: CallRecord, index: int):
+    """Store the output gradient; an eager site folds it at once, while it is in cache, and
+    lets it go (the backward pass then never holds every layer's output gradient at once)."""
     def setter(grad: Tensor) -> None:
         record.grads[index] = grad
+        if site.eager:
+            site.add_direction()
+            site.folded = True
+            if not site.separable:
+                record.grads[index] = None
     return setter
 
 

@@ -1,10 +1,17 @@
 """Model-level API: ``compute_importance`` streams a calibration loader into an accumulator.
 
 Per chunk of at most ``chunk_size`` samples: one forward pass with recording hooks, then one
-backward pass per output-space direction (``directions.py``), each followed by the per-layer
-rules (``rules.py``) that turn hooks' inputs and output gradients into sums of squared
-per-sample gradients. The model runs in eval mode (dropout off, BatchNorm running statistics:
+backward pass per output-space direction (``directions.py``: 1 for gradient and fisher-mc,
+C - 1 for exact fisher, C for output). The per-layer rules (``rules.py``) turn each layer's input
+and output gradient into sums of squared per-sample gradients, inside the backward pass as soon
+as the layer's output gradient arrives (``capture.py``), so no pass holds every layer's output
+gradient at once. The model runs in eval mode (dropout off, BatchNorm running statistics:
 samples must be independent for per-sample gradients); its modes are restored afterwards.
+
+Cost (bench/importance.py, 512 samples, chunk 64, 1 thread, CPU time; plain = forward + backward
+of the mean loss): ResNet-20 gradient 1.42x plain, fisher-mc 1.45x, exact fisher 9.3x (C = 10),
+output 10x; 1.2-1.5x faster than naive torch.func (vmap of grad / jacrev), 2.3-2.6x faster than
+a per-sample loop. MNIST MLP: 1.6x, 1.6x, 3.3x, 2.6x.
 """
 
 from __future__ import annotations
@@ -168,10 +175,8 @@ def _chunk_statistics(model: nn.Module, capture: Capture, inputs: Tensor,
             if targets:
                 torch.autograd.grad(outputs, targets, grad_outputs=direction.view_as(outputs),
                                     retain_graph=True, allow_unused=True)
-            for site in capture.sites:
-                site.add_direction()
-        for site in capture.sites:
-            quadratic.update(site.take())
+            capture.add_direction(int(inputs.shape[0]))
+        quadratic = capture.take()
         capture.clear()
     if OBJECTIVES[objective][2]:
         capture.active = False
@@ -223,6 +228,7 @@ def _hessian(model: nn.Module, inputs: Tensor, labels: Tensor | None, config: Im
     except ImportError as error:
         raise ConfigError(f"objective {config.objective!r} is not available: the Hessian "
                           "estimators (rdcompress.importance.hessian) are not installed") from error
+    assert labels is not None and config.num_probes is not None  # _chunks; __post_init__
     return accumulate_hessian(model, inputs, labels, method=config.hessian_method,
                               temperature=temperature, num_probes=config.num_probes,
                               generator=generator,

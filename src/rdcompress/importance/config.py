@@ -31,7 +31,9 @@ class ImportanceConfig:
     mc_samples: int = 1                     # labels drawn per input for "fisher-mc"
     mu: float = 0.0                         # added to the Hessian diagonal (App. C.3.2)
     hessian_method: str = "exact"           # estimator of the hessian module
-    num_probes: int = 1                     # random probes per sample (stochastic estimators)
+    num_probes: int | None = None           # random probes per sample (stochastic estimators);
+                                            # None: 2 for gradient+hessian with a stochastic
+                                            # estimator (unbiased squares need 2), else 1
     chunk_size: int = 64                    # samples per forward pass (bounds memory)
     max_samples: int | None = None          # stop after this many calibration samples
     dtype: str = "float32"                  # "float32" or "float64" (model copy if needed)
@@ -48,6 +50,8 @@ class ImportanceConfig:
                                   "or 'auto'")
         elif not (math.isfinite(float(self.temperature)) and float(self.temperature) > 0):
             raise ConfigError(f"temperature={self.temperature!r} must be a finite number > 0")
+        if self.num_probes is None:  # resolved here so that to_dict() records what runs
+            self.num_probes = 2 if self.needs_unbiased_squares else 1
         for name in ("mc_samples", "num_probes", "chunk_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -60,12 +64,23 @@ class ImportanceConfig:
         if self.hessian_method not in HESSIAN_METHODS:
             raise ConfigError(f"hessian_method={self.hessian_method!r} is unknown; expected one "
                               f"of {', '.join(HESSIAN_METHODS)}")
+        if self.needs_unbiased_squares and self.num_probes < 2:
+            raise ConfigError(
+                f"num_probes={self.num_probes} with objective 'gradient+hessian' and "
+                f"hessian_method={self.hessian_method!r}: an unbiased estimate of E[h^2] needs "
+                "at least 2 independent probes per sample; use num_probes >= 2 (or leave it "
+                "unset for 2), or hessian_method='exact'")
         if self.dtype not in DTYPES:
             raise ConfigError(f"dtype={self.dtype!r} must be one of {', '.join(DTYPES)}")
 
     @property
     def needs_labels(self) -> bool:
         return OBJECTIVES[self.objective][0]
+
+    @property
+    def needs_unbiased_squares(self) -> bool:
+        """Squares of a stochastic Hessian estimate: pairs of probes make them unbiased."""
+        return self.objective == "gradient+hessian" and self.hessian_method != "exact"
 
     @property
     def torch_dtype(self) -> torch.dtype:

@@ -1,13 +1,12 @@
 """Generalized Gauss-Newton machinery: per-sample gradients of J_nᵀ u and piecewise-linearity.
 
 For cross-entropy on logits z (C,) at temperature T, the Hessian of L_n with respect to the logits
-is (diag(p) − ppᵀ)/T², p = softmax(z/T), whatever the label. It factors as S Sᵀ with
+is (diag(p) − ppᵀ)/T², p = softmax(z/T), whatever the label. It has rank C − 1 and factors as
+S Sᵀ with S (C, C − 1) its closed-form Cholesky factor (`logit_hessian_factor`; the square
+root (diag(√p) − p √pᵀ)/T would do too, with C columns), so the generalized Gauss-Newton
+G_n = J_nᵀ S Sᵀ J_n (J_n = ∂z/∂w of sample n) has the diagonal
 
-    S = (diag(√p) − p √pᵀ) / T              (C, C)    [S Sᵀ = diag(p) − 2ppᵀ + ppᵀ·Σp]
-
-so the generalized Gauss-Newton G_n = J_nᵀ S Sᵀ J_n (J_n = ∂z/∂w of sample n) has the diagonal
-
-    diag(G_n) = Σ_c (J_nᵀ s_c)²             exactly, with C backward passes, and
+    diag(G_n) = Σ_c (J_nᵀ s_c)²             exactly, with C − 1 backward passes, and
     E_ε (J_nᵀ S ε)² = diag(G_n)             with one pass (curvature propagation, Martens 2012).
 
 When every layer is affine in its own parameters and every nonlinearity is piecewise linear
@@ -18,8 +17,9 @@ This module provides the per-sample vector-Jacobian products J_nᵀ u_n:
 - a fast path with forward hooks and an explicit per-layer-type kernel table (`KERNELS`: Linear,
   Conv1d/2d incl. groups/stride/dilation/padding modes, eval BatchNorm), which turns one batched
   backward pass into per-sample gradients (Linear with 2-D input even stays factored: per-sample
-  squares are g² ⊗ x², never an (N, out, in) tensor). Unfolded conv inputs and x̂ are prepared
-  once per forward and reused by every pass (up to CONTEXT_BUDGET elements). The first pass is
+  squares are g² ⊗ x², never an (N, out, in) tensor; Conv: one grouped weight-gradient conv).
+  Padded conv inputs and x̂ are prepared once per forward and reused by every pass (up to
+  CONTEXT_BUDGET elements). The first pass is
   checked against autograd's batch gradient (`HookMismatch` if a weight is used outside its
   module or a layer input is changed in place);
 - a `torch.func` fallback (vmap of grad) for parameters of any other module type;
@@ -42,6 +42,8 @@ from torch.func import functional_call, grad, jvp, vmap
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from rdcompress.errors import ModelError
+from rdcompress.importance.directions import multinomial_cov_columns
+from rdcompress.importance.per_sample import conv_explicit_padding, conv_weight_per_sample
 
 # --------------------------------------------------------------------------------------------
 # Tables of module types
@@ -99,30 +101,18 @@ def _linear_grads(module: nn.Linear, x: Tensor, g: Tensor) -> dict[str, Tensor |
 
 
 def _conv_prepare(module: nn.Conv1d | nn.Conv2d, x: Tensor) -> Tensor:
-    """Unfolded input of Conv1d/Conv2d: (N, Cin, *S) -> (N, G, Cin/G·K, L)."""
-    m = module
-    if isinstance(m.padding, str) or m.padding_mode != "zeros":
-        mode = "constant" if m.padding_mode == "zeros" else m.padding_mode
-        x = F.pad(x, m._reversed_padding_repeated_twice, mode=mode)
-        padding: tuple[int, ...] = (0,) * (x.dim() - 2)
-    else:
-        padding = tuple(m.padding)
-    kernel, stride, dilation = tuple(m.kernel_size), tuple(m.stride), tuple(m.dilation)
-    if x.dim() == 3:  # Conv1d as a Conv2d of height one
-        x = x.unsqueeze(2)
-        kernel, stride, dilation, padding = ((1,) + kernel, (1,) + stride, (1,) + dilation,
-                                             (0,) + padding)
-    cols = F.unfold(x, kernel, dilation=dilation, padding=padding, stride=stride)  # (N, Cin·K, L)
-    return cols.reshape(x.shape[0], m.groups, -1, cols.shape[-1])
+    """The input padded as the conv pads it beyond plain zeros ("same", reflect, ...)."""
+    widths, mode, _ = conv_explicit_padding(module)
+    return x if widths is None else F.pad(x, widths, mode=mode)
 
 
-def _conv_grads(module: nn.Conv1d | nn.Conv2d, cols: Tensor, g: Tensor
+def _conv_grads(module: nn.Conv1d | nn.Conv2d, x: Tensor, g: Tensor
                 ) -> dict[str, Tensor | tuple]:
-    """Per-sample gradients of Conv1d/Conv2d. cols: (N, G, Cin/G·K, L), g: (N, O, *S_out)."""
-    n, groups = cols.shape[0], cols.shape[1]
-    g_flat = g.reshape(n, groups, g.shape[1] // groups, -1)                 # (N, G, O/G, L)
-    weight = torch.einsum("ngol,ngkl->ngok", g_flat, cols).reshape(n, *module.weight.shape)
-    out: dict[str, Tensor | tuple] = {"weight": weight}
+    """Per-sample gradients of Conv1d/Conv2d: one grouped weight-gradient convolution
+    (``per_sample.conv_weight_per_sample``; about 5x faster than unfold + einsum on ResNet-20).
+    x: (N, Cin, *S) from ``_conv_prepare``, g: (N, O, *S_out)."""
+    padding = conv_explicit_padding(module)[2]
+    out: dict[str, Tensor | tuple] = {"weight": conv_weight_per_sample(module, x, padding, g)}
     if module.bias is not None:
         out["bias"] = g.flatten(2).sum(2)  # (N, O)
     return out
@@ -194,6 +184,22 @@ def kernel_modules(model: nn.Module, trainable: Mapping[str, Tensor]) -> list[nn
 # --------------------------------------------------------------------------------------------
 
 _PL_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+PL_CHECK_SAMPLES = 16  # real samples in the numerical check (plus as many noisy copies)
+
+
+def _check_inputs(example: Tensor) -> Tensor:
+    """Up to PL_CHECK_SAMPLES samples of ``example`` and, for floating inputs, a copy of them
+    plus Gaussian noise at the batch's scale: a nonlinearity that is inactive on every given
+    sample (dead ReLUs in front of it, blank images) is likely active on some noisy copy. The
+    noise is seeded, so the answer is reproducible."""
+    x = example[:PL_CHECK_SAMPLES]
+    if not x.is_floating_point() or x.numel() == 0:
+        return x
+    scale = float(x.double().std()) if x.numel() > 1 else 0.0
+    scale = scale if scale > 0 else 1.0
+    gen = torch.Generator().manual_seed(0)
+    noise = torch.randn(x.shape, generator=gen, dtype=torch.float64).to(x) * scale
+    return torch.cat([x, x + noise])
 
 
 def _table_reason(model: nn.Module) -> str | None:
@@ -241,9 +247,11 @@ def piecewise_linear_reason(model: nn.Module, example: Tensor,
     """None if the GGN diagonal equals the Hessian diagonal for this model, else the reason.
 
     A module of a type in NONLINEAR_MODULES decides at once. Otherwise (known piecewise-linear
-    types, and custom modules such as a ResNet's padding shortcut) a numerical check on
-    ``example`` (a few samples) decides: it also catches nonlinear functions called in forward().
-    It can miss a nonlinearity that is inactive on those samples (e.g. behind dead ReLUs).
+    types, and custom modules such as a ResNet's padding shortcut) a numerical check decides on
+    the first PL_CHECK_SAMPLES samples of ``example`` and noisy copies of them
+    (``_check_inputs``): it also catches nonlinear functions called in forward(). Checking only
+    two samples was fooled by a nonlinearity inactive on both (behind dead ReLUs); a
+    nonlinearity inactive on every checked sample and every noisy copy can still be missed.
     Cached per model (keyed by module types, parameter shapes and training flags).
     """
     signature = tuple((n, type(m), m.training) for n, m in model.named_modules()) + tuple(
@@ -253,7 +261,7 @@ def piecewise_linear_reason(model: nn.Module, example: Tensor,
         return cached[1]
     reason = _table_reason(model)
     if reason is None:
-        reason = _numerical_reason(model, example, trainable)
+        reason = _numerical_reason(model, _check_inputs(example), trainable)
     _PL_CACHE[model] = (signature, reason)
     return reason
 
@@ -263,10 +271,13 @@ def piecewise_linear_reason(model: nn.Module, example: Tensor,
 # --------------------------------------------------------------------------------------------
 
 def logit_hessian_factor(logits: Tensor, temperature: float) -> Tensor:
-    """S with S Sᵀ = ∂²L/∂z² = (diag(p) − ppᵀ)/T². logits: (N, C) -> (N, C, C)."""
+    """S with S Sᵀ = ∂²L/∂z² = (diag(p) − ppᵀ)/T². logits: (N, C) -> (N, C, max(C−1, 1)).
+
+    The Hessian has rank C − 1 (it annihilates the all-ones vector), so its closed-form
+    Cholesky factor (``directions.multinomial_cov_columns``) has C − 1 columns: the exact GGN
+    needs C − 1 backward passes, and curvature propagation draws ε ∈ {±1}^(C−1)."""
     p = torch.softmax(logits / temperature, dim=1)       # (N, C)
-    root = p.sqrt()
-    return (torch.diag_embed(root) - p.unsqueeze(2) * root.unsqueeze(1)) / temperature
+    return torch.stack(list(multinomial_cov_columns(p)), dim=2) / temperature
 
 
 @dataclass

@@ -40,27 +40,41 @@ class CallRecord:
 def fallback_squares(module: nn.Module, records: Sequence[CallRecord],
                      names: Sequence[str]) -> dict[str, Tensor]:
     """``{name: sum_n (d s_n / d param)^2}`` for the named (recursive) parameters of module."""
+    live = [r for r in records if any(g is not None for g in r.grads)]
+    if not live:
+        return {}
+    all_params = dict(module.named_parameters())
+    num = _batch_size(live[0])
+    per_sample_numel = sum(all_params[name].numel() for name in names)
+    step = max(1, FALLBACK_MAX_ELEMENTS // max(1, per_sample_numel))
+    out = {name: torch.zeros_like(all_params[name].detach()) for name in names}
+    for start in range(0, num, step):
+        grads = fallback_per_sample(module, live, names, slice(start, min(start + step, num)))
+        for name, grad in grads.items():
+            out[name] += grad.square_().sum(0)
+    return out
+
+
+def fallback_per_sample(module: nn.Module, records: Sequence[CallRecord], names: Sequence[str],
+                        part: slice) -> dict[str, Tensor]:
+    """``{name: (n, *shape)}``: the samples ``part``'s gradients, summed over the records.
+
+    ``names`` are local names from ``module.named_parameters()`` (one per tensor: functional_call
+    ties the other names of a tied tensor to it)."""
+    live = [r for r in records if any(g is not None for g in r.grads)]
+    if not live:
+        return {}
     all_params = dict(module.named_parameters())
     params = {name: all_params[name].detach() for name in names}
     frozen = {name: p.detach() for name, p in all_params.items() if name not in params}
     buffers = dict(module.named_buffers())
-    live = [r for r in records if any(g is not None for g in r.grads)]
-    if not live:
-        return {}
     num = _batch_size(live[0])
-    per_sample_numel = sum(p.numel() for p in params.values())
-    step = max(1, FALLBACK_MAX_ELEMENTS // max(1, per_sample_numel))
-    out = {name: torch.zeros_like(p) for name, p in params.items()}
-    for start in range(0, num, step):
-        part = slice(start, min(start + step, num))
-        total: dict[str, Tensor] | None = None
-        for record in live:
-            grads = _per_sample_grads(module, params, frozen, buffers, record, part, num)
-            total = grads if total is None else {k: total[k] + grads[k] for k in total}
-        assert total is not None
-        for name, grad in total.items():
-            out[name] += (grad * grad).sum(0)
-    return out
+    total: dict[str, Tensor] | None = None
+    for record in live:
+        grads = _per_sample_grads(module, params, frozen, buffers, record, part, num)
+        total = grads if total is None else {k: total[k] + grads[k] for k in total}
+    assert total is not None  # live is not empty
+    return total
 
 
 def _batch_size(record: CallRecord) -> int:
@@ -90,7 +104,7 @@ def _per_sample_grads(module: nn.Module, params: dict[str, Tensor], frozen: dict
             flat = tree_flatten(outputs)[0]
             return tuple(t for t in flat if isinstance(t, Tensor) and t.is_floating_point())
 
-        _, pullback = vjp(forward, params)
+        pullback = vjp(forward, params)[1]
         return pullback(tuple(g.unsqueeze(0) for g in output_grads))[0]
 
     return vmap(one_sample)([leaves[i][part] for i in batched],

@@ -12,27 +12,33 @@ ReLU sparsity leaves many exact zeros on the diagonal, which μ > 0 keeps from m
 
 Methods (cost per batch; P parameters, C classes, K = num_probes, B = one backward pass):
 - "exact": the exact per-sample diagonal. For piecewise-linear models it is the Gauss-Newton
-  diagonal Σ_c (J_nᵀ s_c)², computed with C batched backward passes plus per-sample gradients
-  from a per-layer kernel table (curvature.py): ≈ C·B. For any other model (tanh, GELU,
+  diagonal Σ_c (J_nᵀ s_c)², computed with C − 1 batched backward passes plus per-sample gradients
+  from a per-layer kernel table (curvature.py): ≈ (C−1)·B. For any other model (tanh, GELU,
   LayerNorm, attention) the Gauss-Newton misses the residual term Σ_k ∂L/∂z_k ∂²z_k/∂w², so it
   falls back to one Hessian-vector product per parameter entry (vmap over samples and unit
   vectors): ≈ P·B — small models only; a warning says so above 50 000 parameters.
 - "curvature-propagation" (Martens et al. 2012, the paper's estimator): (J_nᵀ S_n ε)² with
-  Rademacher ε ∈ {±1}^C, unbiased for the Gauss-Newton diagonal: ≈ K·B. It equals the Hessian
+  Rademacher ε ∈ {±1}^(C−1), unbiased for the Gauss-Newton diagonal: ≈ K·B. It equals the Hessian
   diagonal in expectation only for piecewise-linear models; a ModelError says so for others.
 - "hutchinson": v ⊙ H_n v with a Rademacher v per sample and probe, from per-sample Hessian-vector
   products (torch.func vmap of jvp-of-grad): ≈ 2K·B. Unbiased for every model, but its variance
   Σ_{j≠i} H_ij² includes the large cross-layer terms of the Hessian, so it needs many probes.
-Measured (bench/hessian.py, ResNet-20, 64 CIFAR-sized images, 2 CPU threads, random weights):
-forward+backward 0.09 s; exact 1.0 s (12x); exact with squares 1.0 s; curvature propagation
-K=1 0.22 s (2.5x), K=2 with squares 0.34 s; hutchinson K=1 0.39 s. Add a one-time ~2 s per
-model for the piecewise-linearity check.
+Measured (bench/hessian.py --threads 1, ResNet-20, 64 CIFAR-sized images, random weights,
+shared CPU): forward+backward 0.14 s; exact 1.35 s (9.5x); exact with squares 1.29 s;
+curvature propagation K=1 0.28 s (1.9x), K=2 with squares 0.50 s; hutchinson K=1 0.71 s.
+(Session 1's code in the same run conditions: exact 14x, curvature propagation K=1 2.8x; the
+gains are the grouped-conv kernel and C − 1 instead of C directions. The triangular factor
+also gave curvature propagation a lower error against exact: 0.03 instead of 0.17 at K=1.)
+Add a one-time cost per model for the piecewise-linearity check: ResNet-20, 1 thread, 9.7 s
+CPU on 16 samples and their noisy copies (3.7 s on the 2 samples it used to check, which a dead
+nonlinearity could fool).
 
 Piecewise linear means: every layer is affine in its own parameters and every nonlinearity is
 piecewise linear (ReLU, max-pool, eval BatchNorm, padding shortcuts, ...), so the centred logits
 are locally linear in each parameter tensor alone and the residual term vanishes. A module table
 rejects known nonlinear types at once; otherwise a numerical check of the second directional
-derivative on two samples decides (it sees functional calls in forward() too), cached per model.
+derivative on up to 16 samples and noisy copies of them decides (it sees functional calls in
+forward() too), cached per model.
 A final LogSoftmax is fine: it shifts each sample's logits by a constant, which cross-entropy
 ignores. The hook kernels check themselves against autograd's batch gradient on the first pass
 and hand over to a torch.func engine when they cannot see every use of a weight.
@@ -125,7 +131,7 @@ def accumulate_hessian(model: nn.Module, inputs: Tensor, targets: Tensor, *, met
                 _hutchinson_chunk(model, trainable, x, y, temperature, num_probes, generator,
                                   moments)
             return _checked(sums, squares)
-        reason = piecewise_linear_reason(model, inputs[:2], trainable)
+        reason = piecewise_linear_reason(model, inputs, trainable)
         if reason is None:
             _gauss_newton(model, trainable, inputs, temperature, method, num_probes, generator,
                           num_classes, chunk, moments)
@@ -239,8 +245,8 @@ def _gauss_newton(model: nn.Module, trainable: Mapping[str, Tensor], inputs: Ten
     trainable parameter and pass the batch-gradient check, torch.func otherwise)."""
     modules = kernel_modules(model, trainable)
     probes = None
-    if method == "curvature-propagation":  # ε: (K, N, C), drawn up front: chunk-independent
-        probes = _rademacher((num_probes, inputs.shape[0], num_classes), generator,
+    if method == "curvature-propagation":  # ε: (K, N, C-1), drawn up front: chunk-independent
+        probes = _rademacher((num_probes, inputs.shape[0], max(num_classes - 1, 1)), generator,
                              next(iter(trainable.values())))
     for start in range(0, inputs.shape[0], chunk):
         stop = min(start + chunk, inputs.shape[0])
@@ -279,7 +285,7 @@ def _ggn_chunk_stats(model: nn.Module, trainable: Mapping[str, Tensor],
     else:
         with torch.no_grad():
             logits = model(x)
-    root = logit_hessian_factor(logits, temperature)       # S: (n, C, C), S Sᵀ = ∂²L/∂z²
+    root = logit_hessian_factor(logits, temperature)       # S: (n, C, C-1), S Sᵀ = ∂²L/∂z²
     if probes is None:
         vectors = [root[:, :, c] for c in range(root.shape[2])]  # C × (n, C)
     else:

@@ -1,6 +1,6 @@
-"""The ``Importance`` result and its file format.
+"""The ``Importance`` result and its file format (specification: docs/importance-format.md).
 
-File format (safetensors, written atomically):
+File format (safetensors, written atomically; ``read_file`` validates all of it):
 
 - tensors: ``<parameter name>`` -> quadratic importance I (float32, the parameter's shape);
   ``quartic/<parameter name>`` -> E[(d2L/dw2)^2] (only for "gradient+hessian");
@@ -19,7 +19,9 @@ The per-weight objective is ``I_i (w_i - w^_i)^2 + H_i (w_i - w^_i)^4`` with ``H
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ from torch import Tensor, nn
 
 from rdcompress._io import atomic_write_bytes, state_dict_sha256
 from rdcompress.errors import CorruptFileError, FormatError, ImportanceMismatchError
+from rdcompress.importance.config import OBJECTIVES
 
 FORMAT_TAG = "rdcompress-importance"
 FORMAT_VERSION = 1
@@ -120,7 +123,57 @@ def read_file(path: str | os.PathLike[str], kind: str) -> tuple[dict[str, Tensor
                           f"rdcompress reads up to {FORMAT_VERSION}: upgrade rdcompress")
     if meta["kind"] != kind:
         raise FormatError(f"{str(path)!r} holds {meta['kind']!r}, expected {kind!r}")
+    problem = _header_problem(version, meta) or _tensor_problem(kind, tensors)
+    if problem:
+        raise FormatError(f"{str(path)!r} is not a valid importance file: {problem} "
+                          "(see docs/importance-format.md); recompute it")
     return tensors, meta
+
+
+def _header_problem(version: int, meta: dict) -> str | None:
+    """What is wrong with a decoded header (docs/importance-format.md), or None."""
+    temperature = meta["temperature"]
+    if version < 1:
+        return f"version {version} < 1"
+    if meta["objective"] not in OBJECTIVES:
+        return f"unknown objective {meta['objective']!r}"
+    if temperature is not None and (isinstance(temperature, bool)
+                                    or not isinstance(temperature, int | float)
+                                    or not math.isfinite(temperature) or temperature <= 0):
+        return f"temperature {temperature!r} is neither null nor a finite number > 0"
+    if meta["num_samples"] < 0:
+        return f"num_samples {meta['num_samples']} < 0"
+    if not re.fullmatch(r"[0-9a-f]{64}", meta["weights_sha256"]):
+        return f"weights_sha256 {meta['weights_sha256'][:80]!r} is not 64 lowercase hex digits"
+    if not isinstance(meta["metadata"], dict):
+        return "the 'metadata' field is not a JSON object"
+    return None
+
+
+def _tensor_problem(kind: str, tensors: dict[str, Tensor]) -> str | None:
+    """Keys, dtypes, shapes and values of the tensors of a ``kind`` file, or None if valid."""
+    if kind == "importance":
+        main, quartic, dtype = "", QUARTIC_PREFIX, torch.float32
+        first = {k: v for k, v in tensors.items() if not k.startswith(QUARTIC_PREFIX)}
+    else:
+        main, quartic, dtype = "sum/", "quartic_sum/", torch.float64
+        strays = sorted(k for k in tensors if not k.startswith((main, quartic)))
+        if strays:
+            return f"keys {strays[:3]} have neither prefix {main!r} nor {quartic!r}"
+        first = {k[len(main):]: v for k, v in tensors.items() if k.startswith(main)}
+    second = {k[len(quartic):]: v for k, v in tensors.items() if k.startswith(quartic)}
+    for name, value in [*first.items(), *second.items()]:
+        if value.dtype != dtype:
+            return f"tensor {name!r} has dtype {value.dtype}, expected {dtype}"
+        if not torch.isfinite(value).all():
+            return f"tensor {name!r} has NaN or inf entries"
+    for name, value in second.items():
+        if name not in first or first[name].shape != value.shape:
+            return (f"quartic tensor {name!r} has no quadratic tensor of the same shape "
+                    f"{tuple(value.shape)}")
+    if second and set(second) != set(first):
+        return f"parameters {sorted(set(first) - set(second))[:3]} have no quartic tensor"
+    return None
 
 
 def check_matches(path: object, tensors: dict[str, Tensor], weights_sha256: str,
