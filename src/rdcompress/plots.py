@@ -62,7 +62,10 @@ def plot_sweep(rows: Sequence[dict[str, Any]], out_dir: str | Path, title: str =
         plt.close(fig)
         written.append(path)
     fig, ax = plt.subplots(figsize=(6, 4))
-    for method, linestyle in (("prune", "--"), ("quantize", "-")):
+    linestyles = {"prune": "--", "quantize": "-", "lowrank": "-.", "greedy-prune": ":",
+                  "greedy-quantize": ":"}
+    for method in methods:
+        linestyle = linestyles.get(method, "-")
         for objective, points in _curves(rows, method, "bits_per_weight", "kl").items():
             color, marker = STYLE.get(objective, (None, "x"))
             xs, ys = zip(*points, strict=True)
