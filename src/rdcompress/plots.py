@@ -116,6 +116,9 @@ def plot_vary(rows: Sequence[dict[str, Any]], path: str | Path, parameter: str,
         if reference and reference.get(metric) is not None:
             ax.axhline(reference[metric], color="gray", ls=":", label="original")
         ax.set_xlabel(parameter)
+        positive = sorted({row["varied"] for row in rows if row["varied"] > 0})
+        if len(positive) > 1 and positive[-1] / positive[0] >= 100:  # values over decades
+            ax.set_xscale("symlog", linthresh=positive[0])
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[1].set_yscale("log")
