@@ -110,6 +110,61 @@ class TiedEmbeddingDecoder(nn.Module):
         return self.decoder(torch.tanh(self.embed(tokens)).mean(1))
 
 
+class TiedEmbeddingUsedPad(TiedEmbeddingDecoder):
+    """As TiedEmbeddingDecoder, with the padding row no longer zero: the decoder path gives it a
+    gradient, so after training with tied weights it has moved, and padding tokens look it up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        with torch.no_grad():
+            self.embed.weight[0].normal_()
+
+
+class TiedEmbeddingParallel(nn.Module):
+    """Embedding (padding row 0, not zero) tied to a decoder on a parallel branch: the logits are
+    piecewise linear in the tied weight, so the exact Hessian takes the Gauss-Newton path."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed, self.context = nn.Embedding(9, 5, padding_idx=0), nn.Embedding(9, 5)
+        self.head, self.decoder = nn.Linear(5, 9), nn.Linear(5, 9, bias=False)
+        self.decoder.weight = self.embed.weight  # (9, 5): the same Parameter
+        with torch.no_grad():
+            self.embed.weight[0].normal_()
+
+    def forward(self, tokens: Tensor) -> Tensor:  # (N, L) int -> (N, 9)
+        return (self.head(torch.relu(self.embed(tokens)).mean(1))
+                + self.decoder(torch.relu(self.context(tokens)).mean(1)))
+
+
+class PaddingHeldFixed(nn.Module):
+    """Stands in for an ``nn.Embedding(padding_idx=p)`` in reference computations: looks rows up
+    by plain indexing and puts a *detached* copy of row p where the tokens are p. That is the
+    definition autograd's padding_idx implements (the padding row is a constant inside the
+    lookup), written so that forward and reverse mode both follow it. Shares the weight."""
+
+    def __init__(self, embedding: nn.Embedding) -> None:
+        super().__init__()
+        assert embedding.padding_idx is not None
+        self.weight, self.padding_idx = embedding.weight, embedding.padding_idx
+
+    def forward(self, tokens: Tensor) -> Tensor:  # (N, L) int -> (N, L, D)
+        rows = self.weight[tokens]
+        fixed = self.weight[self.padding_idx].detach().expand_as(rows)
+        return torch.where((tokens == self.padding_idx).unsqueeze(-1), fixed, rows)
+
+
+def hold_padding_fixed(model: nn.Module) -> nn.Module:
+    """The model with every padding Embedding child swapped for ``PaddingHeldFixed`` (in place;
+    parameters, names and ties unchanged)."""
+    for name, child in list(model.named_children()):
+        if isinstance(child, nn.Embedding) and child.padding_idx is not None:
+            setattr(model, name, PaddingHeldFixed(child))
+        else:
+            hold_padding_fixed(child)
+    return model
+
+
 class TiedLinears(nn.Module):
     """Two Linear modules sharing one weight, each with its own bias."""
 
@@ -205,6 +260,10 @@ PROBLEMS = [
             lambda gen: torch.randn(6, 5, generator=gen, dtype=torch.float64)),
     Problem("inplace-residual", lambda: _randomize_bn(InplaceResidual()), _images(3, 5, 5)),
     Problem("tied-embedding-decoder", TiedEmbeddingDecoder,
+            lambda gen: torch.randint(0, 9, (6, 7), generator=gen)),
+    Problem("tied-embedding-used-pad", TiedEmbeddingUsedPad,
+            lambda gen: torch.randint(0, 9, (6, 7), generator=gen)),
+    Problem("tied-embedding-parallel", TiedEmbeddingParallel,
             lambda gen: torch.randint(0, 9, (6, 7), generator=gen)),
     Problem("tied-linears", TiedLinears,
             lambda gen: torch.randn(6, 5, generator=gen, dtype=torch.float64)),

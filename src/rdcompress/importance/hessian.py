@@ -21,7 +21,7 @@ Methods (cost per batch; P parameters, C classes, K = num_probes, B = one backwa
   Rademacher ε ∈ {±1}^(C−1), unbiased for the Gauss-Newton diagonal: ≈ K·B. It equals the Hessian
   diagonal in expectation only for piecewise-linear models; a ModelError says so for others.
 - "hutchinson": v ⊙ H_n v with a Rademacher v per sample and probe, from per-sample Hessian-vector
-  products (torch.func vmap of jvp-of-grad): ≈ 2K·B. Unbiased for every model, but its variance
+  products (torch.func vmap of vjp of grad): ≈ 2K·B. Unbiased for every model, but its variance
   Σ_{j≠i} H_ij² includes the large cross-layer terms of the Hessian, so it needs many probes.
 Measured (bench/hessian.py --threads 1, ResNet-20, 64 CIFAR-sized images, random weights,
 shared CPU): forward+backward 0.14 s; exact 1.35 s (9.5x); exact with squares 1.29 s;
@@ -42,6 +42,19 @@ forward() too), cached per model.
 A final LogSoftmax is fine: it shifts each sample's logits by a constant, which cross-entropy
 ignores. The hook kernels check themselves against autograd's batch gradient on the first pass
 and hand over to a torch.func engine when they cannot see every use of a weight.
+
+Reverse over reverse, never forward over reverse. PyTorch's reverse mode treats the row
+`padding_idx` of an `nn.Embedding` as a constant where the embedding looks it up (it gets no
+gradient there), but forward mode (jvp) differentiates the lookup like any other row. When that
+tensor is also used elsewhere (an embedding tied to the decoder, which does give the padding
+row a gradient), `jvp(grad(L))` differentiates autograd's gradient along the true forward
+dependence: the result is the Jacobian of a field that is not a gradient (not even symmetric),
+and its diagonal on the padding row was 13.6% off the double-backward Hessian of a small model
+(torch.func.hessian = jacfwd(jacrev) gives the same wrong value). The definition used here and
+by every first-order objective is autograd's: the padding row is a constant inside the lookup,
+and the Hessian is that of the loss with the looked-up padding vector held fixed. Reverse over
+reverse (`vjp` of `grad`) computes exactly that, like the brute-force reference. The
+Gauss-Newton path only uses reverse-mode gradients J_nᵀu, so it follows the same definition.
 
 Squares of stochastic estimates. E[h̃²] = h² + Var h̃ ≠ h², so the square of one estimate is
 biased. With K ≥ 2 independent probes e_1..e_K of the same sample, the pair average
@@ -65,7 +78,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call, grad, jvp, vmap
+from torch.func import functional_call, grad, vjp, vmap
 
 from rdcompress.errors import ConfigError, ModelError, NonFiniteError
 from rdcompress.importance.curvature import (
@@ -331,7 +344,8 @@ def _hutchinson_chunk(model: nn.Module, trainable: Mapping[str, Tensor], x: Tens
     loss = _single_loss(model, temperature)
 
     def hvp(xi: Tensor, yi: Tensor, v: dict[str, Tensor]) -> dict[str, Tensor]:
-        return jvp(lambda p: grad(loss)(p, xi, yi), (params,), (v,))[1]
+        # Reverse over reverse, not jvp of grad (padding_idx; module docstring).
+        return vjp(lambda p: grad(loss)(p, xi, yi), params)[1](v)[0]
 
     batched_hvp = vmap(hvp)
     need_s2 = moments.squares is not None
@@ -350,8 +364,9 @@ def _hutchinson_chunk(model: nn.Module, trainable: Mapping[str, Tensor], x: Tens
 
 def _exact_slow_chunk(model: nn.Module, trainable: Mapping[str, Tensor], x: Tensor, y: Tensor,
                       temperature: float, moments: _Moments, basis_chunk: int = 64) -> None:
-    """Exact per-sample diagonals for any model: H_n e_i for every unit vector e_i, taking entry
-    i; vmap over samples and over chunks of unit vectors, one parameter tensor at a time."""
+    """Exact per-sample diagonals for any model: e_iᵀ H_n for every unit vector e_i, taking entry
+    i; vmap over samples and over chunks of unit vectors, one parameter tensor at a time (one
+    forward and gradient per sample and chunk, then a batched pullback per unit vector)."""
     params = {n: p.detach() for n, p in trainable.items()}
     loss = _single_loss(model, temperature)
     for name, p in params.items():
@@ -364,8 +379,9 @@ def _exact_slow_chunk(model: nn.Module, trainable: Mapping[str, Tensor], x: Tens
                 return grad(lambda q: loss({**params, name: q}, xi, yi))(value)
 
             units = F.one_hot(index, numel).to(p.dtype).reshape(-1, *p.shape)  # (B, *shape)
-            columns = vmap(lambda e: jvp(grad_of, (p,), (e,))[1])(units)      # (B, *shape)
-            return columns.reshape(-1, numel).gather(1, index[:, None]).squeeze(1)  # (B,)
+            pullback = vjp(grad_of, p)[1]  # reverse over reverse (module docstring)
+            rows = vmap(lambda e: pullback(e)[0])(units)                       # (B, *shape)
+            return rows.reshape(-1, numel).gather(1, index[:, None]).squeeze(1)  # (B,)
 
         for start in range(0, numel, basis_chunk):
             index = torch.arange(start, min(start + basis_chunk, numel), device=p.device)
