@@ -1,7 +1,8 @@
 """SVT fine-tuning vs one-shot truncation + fine-tuning, same rank and the same step budget.
 
     nice -n 5 python bench/svt.py --model runs/mnist-mlp.safetensors --data-dir ../shared/data \
-        --out docs/results/lowrank/svt --ratio 0.05 --steps 300
+        --out docs/results/lowrank/svt --ratios 0.05 --steps 300,1500 --seeds 0,1,2 \
+        --decay-fractions 0.5,0.2
 
 Targets: every hidden weight's rank by ``uniform_ranks`` at ``--ratio``; the 10-class head
 (and any layer where that rank is not cheaper than dense) stays dense, as the global
@@ -10,15 +11,19 @@ allocation of bench/lowrank.py chooses. Variants, all SGD (lr, momentum, batch
 - zero-shot: truncated SVD, no training;
 - oneshot: truncated SVD -> LowRank modules, fine-tune the factors;
 - oneshot-projected: truncate, then projected SGD at the target rank (SVT, decay 0);
-- svt-hard / svt-soft: rank lowered linearly from full to the target over half the steps;
-- svt-hard-fisher: as svt-hard, thresholding in the FWSVD metric (Fisher row weights).
-Writes results.csv (test accuracy / cross-entropy of each). Not a test: nothing is asserted.
+- svt-hard-D / svt-soft-D: rank lowered linearly from full to the target over the first
+  fraction D of the steps (one variant per ``--decay-fractions`` value);
+- svt-hard-fisher-D: as svt-hard-D, thresholding in the FWSVD metric (Fisher row weights).
+Every (ratio, steps, seed) gets its own batch order, shared by all variants. Writes
+results.csv (test accuracy / cross-entropy of each run) and summary.md (mean, min and max
+over seeds per variant). Not a test: nothing is asserted.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import time
 from pathlib import Path
@@ -48,7 +53,9 @@ def main() -> None:
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--out", default="docs/results/lowrank/svt")
     parser.add_argument("--ratios", default="0.05")
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", default="300", help="fine-tuning budgets, comma-separated")
+    parser.add_argument("--decay-fractions", default="0.5",
+                        help="SVT: fraction of the steps over which the rank is lowered")
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--eval-limit", type=int, default=None)
@@ -73,42 +80,71 @@ def main() -> None:
     for ratio in (float(r) for r in args.ratios.split(",")):
         targets = {n: r for n, r in uniform_ranks(shapes, ratio).items()
                    if r is not DENSE and shapes[n][0] > 16}  # the 10-class head stays dense
-        for seed in (int(s) for s in args.seeds.split(",")):
+        zero = factorize_modules(model, {n: truncated_svd(params[n].detach(), r)
+                                         for n, r in targets.items()})
+        rows.append(_row("zero-shot", ratio, 0, 0, targets, zero, test, 0.0))
+        for steps, seed in itertools.product(_ints(args.steps), _ints(args.seeds)):
             batches = _batches(make_loader(train_set, loaded.preprocessing, 128, shuffle=True,
-                                           seed=seed), args.steps)
-            zero = factorize_modules(model, {n: truncated_svd(params[n].detach(), r)
-                                             for n, r in targets.items()})
-            rows.append(_row("zero-shot", ratio, seed, targets, zero, test, 0.0))
-            config = SVTConfig(steps=args.steps, lr=args.lr, threshold="hard",
-                               decay_fraction=0.5)
-            for name in VARIANTS:
+                                           seed=seed), steps)
+            for name, config in _variants(steps, args.lr, _floats(args.decay_fractions)):
                 torch.manual_seed(seed)  # dropout masks
                 start = time.perf_counter()
                 tuned = _run(name, model, batches, targets, config, rows_w)
-                rows.append(_row(name, ratio, seed, targets, tuned, test,
+                rows.append(_row(name, ratio, steps, seed, targets, tuned, test,
                                  time.perf_counter() - start))
                 print(json.dumps(rows[-1]), flush=True)
     with open(out / "results.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    (out / "summary.md").write_text(_summary(rows))
     (out / "run.json").write_text(json.dumps({"args": vars(args), "layers": layers,
                                               "importance": "fisher (1024 train samples)"},
                                              indent=2) + "\n")
 
 
-VARIANTS = ("oneshot", "oneshot-projected", "svt-hard", "svt-soft", "svt-hard-fisher")
+def _variants(steps: int, lr: float, decays: list[float]) -> list[tuple[str, SVTConfig]]:
+    """(name, config) of every fine-tuning variant at this budget."""
+    variants = [("oneshot", SVTConfig(steps=steps, lr=lr)),
+                ("oneshot-projected", SVTConfig(steps=steps, lr=lr, decay_fraction=0.0))]
+    for decay in decays:
+        for threshold in ("hard", "soft"):
+            variants.append((f"svt-{threshold}-{decay:g}",
+                             SVTConfig(steps=steps, lr=lr, threshold=threshold,
+                                       decay_fraction=decay)))
+        variants.append((f"svt-hard-fisher-{decay:g}",
+                         SVTConfig(steps=steps, lr=lr, decay_fraction=decay)))
+    return variants
 
 
 def _run(name, model, batches, targets, config, rows_w):
     if name == "oneshot":
         return oneshot_finetune(model, batches, targets, config)[0]
-    weights = rows_w if name == "svt-hard-fisher" else None
-    if name == "oneshot-projected":
-        config = SVTConfig(**{**config.to_dict(), "decay_fraction": 0.0})
-    if name == "svt-soft":
-        config = SVTConfig(**{**config.to_dict(), "threshold": "soft"})
+    weights = rows_w if name.startswith("svt-hard-fisher") else None
     return svt_finetune(model, batches, targets, config, weights)[0]
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",")]
+
+
+def _floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",")]
+
+
+def _summary(rows: list[dict]) -> str:
+    """Markdown: accuracy mean (min–max) over seeds, per (ratio, steps) and variant."""
+    groups: dict[tuple, list[float]] = {}
+    for row in rows:
+        groups.setdefault((row["ratio"], row["steps"], row["variant"]), []).append(
+            row["accuracy"])
+    lines = ["| ratio | steps | variant | seeds | accuracy mean | min | max |",
+             "|---|---|---|---|---|---|---|"]
+    for (ratio, steps, variant), accs in groups.items():
+        mean = sum(accs) / len(accs)
+        lines.append(f"| {ratio:g} | {steps} | {variant} | {len(accs)} | {100 * mean:.2f}% "
+                     f"| {100 * min(accs):.2f}% | {100 * max(accs):.2f}% |")
+    return "\n".join(lines) + "\n"
 
 
 def _batches(loader, count: int) -> list:
@@ -125,10 +161,10 @@ def _cat(batches: list) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
 
 
-def _row(name, ratio, seed, targets, net, test, seconds) -> dict:
+def _row(name, ratio, steps, seed, targets, net, test, seconds) -> dict:
     logits, labels = collect_outputs(net, test)
     metrics = classification_metrics(logits, labels)
-    return {"variant": name, "ratio": ratio, "seed": seed,
+    return {"variant": name, "ratio": ratio, "steps": steps, "seed": seed,
             "ranks": " ".join(f"{r}" for r in targets.values()),
             "accuracy": metrics.accuracy, "cross_entropy": metrics.cross_entropy,
             "seconds": round(seconds, 1)}

@@ -24,7 +24,8 @@ def sweep_dir(tmp_path_factory):
 def test_sweep_writes_every_output(sweep_dir):
     out, _ = sweep_dir
     for name in ("results.csv", "results.json", "summary.md", "prune.png", "quantize.png",
-                 "kl-vs-bits.png", "config.json", "digits-mlp.safetensors"):
+                 "kl-vs-bits.png", "config.json", "digits-mlp.safetensors", "frontier.png",
+                 "frontier.csv"):
         assert (out / name).is_file(), name
     rows = json.loads((out / "results.json").read_text())
     assert len(rows) == 2 * 3
@@ -36,7 +37,8 @@ def test_sweep_writes_every_output(sweep_dir):
                                f"{row['value']:g}.rdz"
         assert row["file_bytes"] == rdz.stat().st_size
         assert 0 <= row["accuracy"] <= 1 and row["kl"] >= 0
-    assert "## prune" in (out / "summary.md").read_text()
+    summary = (out / "summary.md").read_text()
+    assert "## prune" in summary and "## At equal file size" in summary
 
 
 def test_sweep_files_load_back_as_models(sweep_dir):
@@ -149,3 +151,27 @@ def test_eval_limit_spreads_over_a_class_sorted_split():
     assert len(subset) == 50
     assert set(subset.labels.tolist()) == set(range(10))  # the first 50 would hold 1-2 classes
     assert _evenly_spaced(by_class, 10_000) is by_class
+
+
+def test_combined_methods_store_both_stages(sweep_dir, tmp_path):
+    trained = sweep_dir[0] / "digits-mlp.safetensors"
+    argv = ["sweep", "--model", str(trained), "--methods",
+            "prune,prune+quantize,lowrank,lowrank+quantize", "--objectives", "baseline",
+            "--kept", "0.3", "--ranks", "0.5", "--combine-clusters", "8",
+            "--calibration-samples", "64", "-o", str(tmp_path)]
+    assert main(argv) == 0
+    rows = {r["method"]: r for r in json.loads((tmp_path / "results.json").read_text())}
+    assert rows["prune+quantize"]["setting"] == "kept=0.3,k=8"
+    assert rows["lowrank+quantize"]["setting"] == "ratio=0.5,k=8"
+    # quantizing the survivors / the factors shrinks the same file further
+    assert rows["prune+quantize"]["file_bytes"] < rows["prune"]["file_bytes"]
+    assert rows["lowrank+quantize"]["file_bytes"] < rows["lowrank"]["file_bytes"]
+    pq = rdcompress.load(tmp_path / "models" / "prune-quantize-baseline-0.3.rdz")
+    kept = pq.layers[1].weight.detach().flatten()
+    assert len(set(kept[kept != 0].tolist())) <= 8
+    model, manifest = rdcompress.load(tmp_path / "models" / "lowrank-quantize-baseline-0.5.rdz",
+                                      return_manifest=True)
+    assert manifest["settings"]["storage"] == "quantized" and manifest["settings"]["k"] == 8
+    with open(tmp_path / "frontier.csv") as handle:
+        front = list(csv.DictReader(handle))
+    assert {r["method"] for r in front} <= set(rows) and front

@@ -62,8 +62,9 @@ def plot_sweep(rows: Sequence[dict[str, Any]], out_dir: str | Path, title: str =
         plt.close(fig)
         written.append(path)
     fig, ax = plt.subplots(figsize=(6, 4))
-    linestyles = {"prune": "--", "quantize": "-", "lowrank": "-.", "greedy-prune": ":",
-                  "greedy-quantize": ":"}
+    linestyles = {"prune": "--", "quantize": "-", "prune+quantize": (0, (5, 1, 1, 1)),
+                  "lowrank": "-.", "lowrank+quantize": (0, (3, 1, 1, 1, 1, 1)),
+                  "greedy-prune": ":", "greedy-quantize": ":"}
     for method in methods:
         linestyle = linestyles.get(method, "-")
         for objective, points in _curves(rows, method, "bits_per_weight", "kl").items():

@@ -57,6 +57,18 @@ def write_summary(rows: Sequence[dict[str, Any]], path: str | Path, config: dict
             lines.append(f"- {objective}: lower cross-entropy than baseline at {wins}/{len(mine)}"
                          f" settings; accuracy at least baseline's at {acc}/{len(mine)}.")
         lines.append("")
-    lines += ["Plots: " + ", ".join(f"`{m}.png`" for m in sorted({r['method'] for r in rows}))
-              + ", `kl-vs-bits.png`. Data: `results.csv`, `results.json`.", ""]
+    methods = sorted({r["method"] for r in rows})
+    extra = ""
+    if len(methods) > 1:
+        from rdcompress.frontier import equal_size_table
+
+        lines += ["## At equal file size", "",
+                  "Best test accuracy of each method (over objectives and settings) with a file "
+                  "at least R times smaller than fp32 (`frontier.png`, `frontier.csv`):", ""]
+        lines += equal_size_table(rows) + [""]
+        lines += ["Lowest KL(compressed ‖ original) at the same sizes:", ""]
+        lines += equal_size_table(rows, metric="kl") + [""]
+        extra = ", `frontier.png`"
+    lines += ["Plots: " + ", ".join(f"`{m}.png`" for m in methods)
+              + f", `kl-vs-bits.png`{extra}. Data: `results.csv`, `results.json`.", ""]
     atomic_write_text(path, "\n".join(lines))

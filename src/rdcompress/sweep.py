@@ -32,8 +32,10 @@ ROW_FIELDS = [
 # SweepConfig fields that change what a row holds: a resumed sweep must agree on all of them
 RESULT_FIELDS = ("model", "weights", "data", "algorithm", "coder", "calibration_samples",
                  "temperature", "hessian_mu", "eval_split", "eval_limit", "train_epochs", "seed",
-                 "lowrank_metric", "lowrank_storage", "greedy_alpha")
-METHODS = ("prune", "quantize", "lowrank", "greedy-prune", "greedy-quantize")
+                 "lowrank_metric", "lowrank_storage", "greedy_alpha", "combine_clusters")
+METHODS = ("prune", "quantize", "prune+quantize", "lowrank", "lowrank+quantize", "greedy-prune",
+           "greedy-quantize")
+LOWRANK_METHODS = ("lowrank", "lowrank+quantize")
 GREEDY_OBJECTIVE = "loss"  # greedy methods score weights on the calibration loss itself
 LOWRANK_METRICS = ("weighted", "fwsvd", "svd", "whiten")
 OBJECTIVES = ("baseline", "fisher", "gradient", "hessian", "gradient+hessian")
@@ -56,6 +58,7 @@ class SweepConfig:
     greedy_alpha: float = 0.9  # fraction of each layer's weights the greedy loop replaces
     lowrank_metric: str = "weighted"  # projection of non-baseline objectives (baseline: svd)
     lowrank_storage: str = "float16"  # factors: float32 | float16 | quantized (4 bits)
+    combine_clusters: int = 16  # k of the quantizer in prune+quantize and lowrank+quantize
     algorithm: str = "lloyd"  # quantizer: lloyd (paper) | optimal | entropy
     coder: str = "ans"  # entropy coder of the .rdz files
     calibration_samples: int = 1024  # training samples used to estimate importance
@@ -87,7 +90,7 @@ class SweepConfig:
         for fraction in self.kept_fractions:
             if not 0 < fraction <= 1:
                 raise ConfigError(f"kept fraction {fraction} must be in (0, 1]")
-        for k in self.clusters:
+        for k in (*self.clusters, self.combine_clusters):
             if k < 1:
                 raise ConfigError(f"clusters={k} must be >= 1")
 
@@ -151,7 +154,8 @@ def run_sweep(config: SweepConfig) -> SweepResult:
     results_path = out / "results.jsonl"
     done = _read_rows(results_path)
     settings = {"prune": config.kept_fractions, "quantize": config.clusters,
-                "lowrank": config.ranks, "greedy-prune": config.greedy_p,
+                "prune+quantize": config.kept_fractions, "lowrank": config.ranks,
+                "lowrank+quantize": config.ranks, "greedy-prune": config.greedy_p,
                 "greedy-quantize": config.greedy_k}
     grid = [(m, o, v) for m in config.methods
             for o in ((GREEDY_OBJECTIVE,) if m.startswith("greedy") else config.objectives)
@@ -164,7 +168,7 @@ def run_sweep(config: SweepConfig) -> SweepResult:
         elif objective not in importances:
             importances[objective] = _importance(config, loaded, dataset, objective, out)
         statistics = None
-        if method == "lowrank" and config.lowrank_metric == "whiten":
+        if method in LOWRANK_METHODS and config.lowrank_metric == "whiten":
             if "moments" not in importances:
                 importances["moments"] = _input_moments(config, loaded, dataset)
             statistics = importances["moments"]
@@ -178,7 +182,12 @@ def run_sweep(config: SweepConfig) -> SweepResult:
     from rdcompress.plots import plot_sweep
     from rdcompress.summary import write_summary
 
-    plot_sweep(rows, out, title=f"{config.model} on {dataset}", reference=reference)
+    title = f"{config.model} on {dataset}"
+    plot_sweep(rows, out, title=title, reference=reference)
+    if len({row["method"] for row in rows}) > 1:
+        from rdcompress.frontier import write_frontier
+
+        write_frontier(rows, out, title=title, reference=reference)
     write_summary(rows, out / "summary.md", config=config.to_dict(), reference=reference,
                   dataset=dataset)
     return SweepResult(rows, out, reference, time.perf_counter() - start)
@@ -273,16 +282,29 @@ def _subset(loader: Any, count: int) -> tuple[torch.Tensor, torch.Tensor]:
 def _one_run(config: SweepConfig, loaded: LoadedModel, importance: Any, method: str,
              objective: str, value: float, test_loader: Any, reference_logits: torch.Tensor,
              labels: torch.Tensor, out: Path, statistics: dict | None = None) -> dict[str, Any]:
-    from rdcompress.compress import PruneConfig, QuantizeConfig, compress, load
+    from rdcompress.compress import (
+        PruneConfig,
+        PruneQuantizeConfig,
+        QuantizeConfig,
+        compress,
+        load,
+    )
     from rdcompress.evaluate import classification_metrics, collect_outputs
 
     start = time.perf_counter()
     if method == "prune":
         method_config: Any = PruneConfig(kept_fraction=float(value))
         setting = f"kept={value:g}"
-    elif method == "lowrank":
-        method_config = _lowrank_config(config, objective, float(value))
-        setting = f"ratio={value:g}"
+    elif method == "prune+quantize":
+        method_config = PruneQuantizeConfig(kept_fraction=float(value),
+                                            clusters=config.combine_clusters,
+                                            algorithm=_quantizer(config, objective))
+        setting = f"kept={value:g},k={config.combine_clusters}"
+    elif method in LOWRANK_METHODS:
+        method_config = _lowrank_config(config, objective, float(value),
+                                        quantized=method == "lowrank+quantize")
+        setting = f"ratio={value:g}" + (f",k={config.combine_clusters}"
+                                        if method == "lowrank+quantize" else "")
     elif method.startswith("greedy"):
         from rdcompress.greedy import GreedyConfig
 
@@ -292,10 +314,8 @@ def _one_run(config: SweepConfig, loaded: LoadedModel, importance: Any, method: 
                                         else {"k": int(value)}))
         setting = f"p={value:g}" if mode == "prune" else f"k={int(value)}"
     else:
-        # the quartic term of gradient+hessian needs Algorithm 2 (App. C.2) to be minimized
-        algorithm = ("quartic" if objective == "gradient+hessian" and config.algorithm == "lloyd"
-                     else config.algorithm)
-        method_config = QuantizeConfig(clusters=int(value), algorithm=algorithm)
+        method_config = QuantizeConfig(clusters=int(value),
+                                       algorithm=_quantizer(config, objective))
         setting = f"k={int(value)}"
     if method.startswith("greedy"):
         from rdcompress.greedy import greedy_compress
@@ -306,14 +326,14 @@ def _one_run(config: SweepConfig, loaded: LoadedModel, importance: Any, method: 
     else:
         compressed = compress(loaded.module, method_config, importance, model_spec=loaded.spec,
                               coder=config.coder, layer_statistics=statistics)
-    path = out / "models" / f"{method}-{objective.replace('+', '-')}-{value:g}.rdz"
+    path = out / "models" / (f"{method}-{objective}-{value:g}".replace("+", "-") + ".rdz")
     path.parent.mkdir(parents=True, exist_ok=True)
     summary = compressed.save(path)
     module = load(path, model=None if loaded.spec else _fresh_copy(loaded.module))
     logits, _ = collect_outputs(module, test_loader)
     metrics = classification_metrics(logits, labels, reference_logits)
     # the paper's ratio: kept fraction (pruning), Huffman bits / 32 (quantization); for low
-    # rank the fraction of numbers kept, its analogue
+    # rank the fraction of numbers kept, its analogue; the combinations: the paper's formula
     paper_ratio = (float(value) if method in ("prune", "lowrank") else
                    _kept_fraction(compressed) if method == "greedy-prune" else
                    summary.paper_ratio)
@@ -335,13 +355,24 @@ def _kept_fraction(compressed: Any) -> float:
     return sum(layer.kept for layer in layers) / sum(layer.numel for layer in layers)
 
 
-def _lowrank_config(config: SweepConfig, objective: str, ratio: float) -> Any:
-    """Ranks allocated globally by the objective; I = 1 (baseline) makes weighted/fwsvd = svd."""
+def _quantizer(config: SweepConfig, objective: str) -> str:
+    # the quartic term of gradient+hessian needs Algorithm 2 (App. C.2) to be minimized
+    return ("quartic" if objective == "gradient+hessian" and config.algorithm == "lloyd"
+            else config.algorithm)
+
+
+def _lowrank_config(config: SweepConfig, objective: str, ratio: float,
+                    quantized: bool = False) -> Any:
+    """Ranks allocated globally by the objective; I = 1 (baseline) makes weighted/fwsvd = svd.
+    ``quantized`` (lowrank+quantize): factors get ``combine_clusters`` centroids each."""
     from rdcompress.compress.lowrank import LowRankConfig
 
     metric = config.lowrank_metric
     if objective == "baseline" and metric in ("weighted", "fwsvd"):
         metric = "svd"
+    if quantized:
+        return LowRankConfig(metric=metric, ratio=ratio, allocation="global",
+                             storage="quantized", clusters=config.combine_clusters)
     bits = 4 if config.lowrank_storage == "quantized" else None
     return LowRankConfig(metric=metric, ratio=ratio, allocation="global",
                          storage=config.lowrank_storage, bits=bits)

@@ -20,6 +20,7 @@ from rdcompress.errors import RDCompressError
 # Order = order in --help.
 COMMANDS: tuple[str, ...] = (
     "sweep",
+    "compare",
     "train",
     "evaluate",
     "importance",

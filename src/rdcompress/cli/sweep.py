@@ -21,6 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "  rdcompress sweep --model mnist-mlp --data-dir ../shared/data\n"
         "  rdcompress sweep --model resnet20 --weights ../shared/data/checkpoints/"
         "resnet20-12fca82f.th --data cifar10-jpeg --data-dir ../shared/data\n"
+        "  rdcompress sweep --methods prune,quantize,prune+quantize,lowrank+quantize \\\n"
+        "      --lowrank-metric whiten --objectives baseline,fisher   # equal file size\n"
         "  rdcompress sweep --methods prune --objectives baseline,gradient,hessian \\\n"
         "      --kept 0.05,0.075,0.1 --vary temperature=1,2,3,4,5,6,7,8,9   # App. C.3.1",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -33,8 +35,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data-dir", help="where dataset files are")
     parser.add_argument("-o", "--output-dir", help="default: runs/sweep-MODEL")
     parser.add_argument("--methods", type=_names, default=("prune", "quantize"),
-                        help="comma-separated: prune, quantize, lowrank, greedy-prune, "
-                             "greedy-quantize (default prune,quantize); the greedy methods "
+                        help="comma-separated: prune, quantize, prune+quantize, lowrank, "
+                             "lowrank+quantize, greedy-prune, greedy-quantize (default "
+                             "prune,quantize); with several methods the sweep also writes "
+                             "frontier.png/.csv, the methods at equal file size; the greedy "
+                             "methods "
                              "score weights by the calibration loss, so they run once per "
                              "setting under the objective name 'loss'")
     parser.add_argument("--objectives", type=_names,
@@ -55,6 +60,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lowrank-storage", default="float16",
                         choices=["float32", "float16", "quantized"],
                         help="how factors are stored (quantized: 4-bit codebooks + ANS)")
+    parser.add_argument("--combine-clusters", type=int, default=16,
+                        help="k of the quantizer in prune+quantize (the kept weights, settings "
+                             "from --kept) and lowrank+quantize (each factor, settings from "
+                             "--ranks) (default 16)")
     parser.add_argument("--greedy-p", type=_floats, default=(0.1, 0.2, 0.3, 0.5),
                         help="greedy pruning: keep probabilities p (default 0.1,0.2,0.3,0.5)")
     parser.add_argument("--greedy-k", type=_ints, default=(1, 2, 4, 8),
@@ -70,7 +79,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="importance temperature T, or 'auto' (fit on the val split)")
     parser.add_argument("--mu", type=float, default=0.0,
                         help="Hessian regularizer μ (App. C.3.2), default 0")
-    parser.add_argument("--eval-limit", type=int, help="evaluate on N test samples spread evenly over the split")
+    parser.add_argument("--eval-limit", type=int,
+                        help="evaluate on N test samples spread evenly over the split")
     parser.add_argument("--epochs", type=int, help="training epochs if the model is trained")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--vary", metavar="NAME=V1,V2,...",
@@ -93,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         objectives=args.objectives, kept_fractions=args.kept, clusters=args.clusters,
         ranks=args.ranks, lowrank_metric=args.lowrank_metric,
         lowrank_storage=args.lowrank_storage, greedy_p=args.greedy_p, greedy_k=args.greedy_k,
-        greedy_alpha=args.greedy_alpha,
+        greedy_alpha=args.greedy_alpha, combine_clusters=args.combine_clusters,
         algorithm=args.algorithm, coder=args.coder,
         calibration_samples=args.calibration_samples, temperature=temperature,
         hessian_mu=args.mu, eval_limit=args.eval_limit, train_epochs=args.epochs,

@@ -11,6 +11,13 @@ hull of each layer's (cost, D) points, take the step with the largest distortion
 number until the budget is spent; a step that does not fit freezes its layer. Every state the
 greedy passes through minimizes D + λ·cost for some λ, so it is optimal for the cost it uses;
 the result is at least as good as the exact optimum at (budget − the largest single step).
+
+The budget counts numbers, not bytes. ``compress.lowrank`` stores a dense layer in the same
+precision as the factors (float32, float16, or a codebook with the same k), so a number costs
+the same in every option and the count is proportional to the raw bytes; what it leaves out is
+per-part overhead (headers, a codebook per factor) and, for quantized storage, the entropy coder
+spending a little more or less per index in one layer than in another. The file ratio a sweep
+reports is always measured on the written file.
 """
 
 from __future__ import annotations
