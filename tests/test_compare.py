@@ -40,7 +40,7 @@ def test_merge_renames_shared_methods_only(two_sweeps, tmp_path):
     for name in ("compare.json", "compare.md", "frontier.png", "frontier.csv"):
         assert (tmp_path / "out" / name).is_file()
     table = (tmp_path / "out" / "compare.md").read_text()
-    assert "| 4 | - | - | 90.0% (baseline, r=4, 4.0×) | 70.0% (baseline, r=8, 8.0×) |" in table
+    assert "| 4 | - | 90.0% (baseline, r=4, 4.0×) | 70.0% (baseline, r=8, 8.0×) | - |" in table
 
 
 def test_different_models_or_samples_are_refused(tmp_path):

@@ -88,3 +88,9 @@ def test_write_frontier_files(tmp_path):
         rows = list(csv.DictReader(handle))
     assert [(r["method"], float(r["file_ratio"])) for r in rows] == [
         ("prune", 2.0), ("prune", 10.0), ("quantize", 4.0), ("quantize", 8.0)]
+
+
+def test_labelled_methods_sort_with_their_base_method():
+    rows = [_row("b/quantize", 4.0, 0.9, 0.1), _row("lowrank", 3.0, 0.8, 0.2),
+            _row("a/quantize", 8.0, 0.7, 0.3), _row("prune", 2.0, 0.6, 0.4)]
+    assert list(frontiers(rows)) == ["prune", "a/quantize", "b/quantize", "lowrank"]

@@ -122,4 +122,4 @@ def _identity(path: Path, config: dict[str, Any]) -> dict[str, Any]:
 def _digest(name: str) -> str:
     """sha256 of a file; a path that does not resolve from here is compared by name."""
     path = Path(name)
-    return sha256_file(path) if path.is_file() else name
+    return f"sha256:{sha256_file(path)[:16]}" if path.is_file() else name

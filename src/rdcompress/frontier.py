@@ -111,15 +111,18 @@ def plot_frontier(rows: Sequence[Row], path: str | Path, title: str = "",
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     for ax, metric in zip(axes, ("accuracy", "kl"), strict=True):
         fronts = frontiers(rows, metric)
+        labels = sorted({_label(m) for m in fronts} - {""})
         for method, front in fronts.items():
-            color = COLORS.get(method)
+            color = COLORS.get(_base(method))
+            dashes = ("-", "--", "-.", ":")[labels.index(_label(method)) % 4 + 1
+                                            if _label(method) else 0]
             points = [r for r in rows if r["method"] == method
                       and _finite(r.get("file_ratio")) and _finite(r.get(metric))]
             ax.scatter([r["file_ratio"] for r in points],
                        [_floor(r[metric], metric) for r in points], s=10, alpha=0.3,
                        color=color)
             ax.plot([r["file_ratio"] for r in front], [_floor(r[metric], metric) for r in front],
-                    marker="o", color=color, label=method)
+                    marker="o", color=color, ls=dashes, label=method)
         if metric == "accuracy" and reference and reference.get("accuracy") is not None:
             ax.axhline(reference["accuracy"], color="k", ls=":", label="original")
         ax.set_xscale("log")
@@ -163,9 +166,18 @@ def _minor_tick(value: float, _: int) -> str:
     return f"{value:g}" if leading in (2, 3, 5) else ""
 
 
-def _method_order(method: str) -> tuple[int, str]:
-    order = list(COLORS)
-    return (order.index(method) if method in order else len(order), method)
+def _base(method: str) -> str:
+    """"quantize" of "quantize" and of "LABEL/quantize" (``compare.py`` prefixes methods)."""
+    return method.rsplit("/", 1)[-1]
+
+
+def _label(method: str) -> str:
+    return method.rsplit("/", 1)[0] if "/" in method else ""
+
+
+def _method_order(method: str) -> tuple[int, str, str]:
+    order, base = list(COLORS), _base(method)
+    return (order.index(base) if base in order else len(order), base, _label(method))
 
 
 def _finite(value: Any) -> bool:

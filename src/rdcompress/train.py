@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sized
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -110,7 +111,8 @@ def train(config: TrainConfig) -> TrainResult:
             optimizer.step()
             scheduler.step()
             running += float(loss.detach()) * len(targets)
-        bar.set_postfix(loss=f"{running / len(train_loader.dataset):.4f}")
+        num_samples = len(cast(Sized, train_loader.dataset))  # make_loader's TensorBatches
+        bar.set_postfix(loss=f"{running / num_samples:.4f}")
     module.eval()
     metrics = {}
     for split in ("val", "test"):

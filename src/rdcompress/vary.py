@@ -69,7 +69,9 @@ def run_vary(config: SweepConfig, parameter: str, values: list[float]) -> VaryRe
     rows: list[dict[str, Any]] = []
     reference: dict[str, Any] = {}
     for value in values:
-        sub = replace(base, output_dir=str(out / f"{short}={value:g}"), **{field: value})
+        # the varied field is picked at run time, so the changes are typed loosely
+        changes: dict[str, Any] = {"output_dir": str(out / f"{short}={value:g}"), field: value}
+        sub = replace(base, **changes)
         result = run_sweep(sub)
         reference = result.reference
         rows.extend({**row, "varied": value} for row in result.rows)

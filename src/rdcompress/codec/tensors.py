@@ -8,8 +8,13 @@ numpy has no bfloat16: a bfloat16 tensor travels as its uint16 bit patterns, wit
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    import torch
 
 from rdcompress.errors import ConfigError
 
@@ -71,8 +76,12 @@ class RawTensor:
     array: np.ndarray  # any numeric dtype, any shape
     dtype: str | None = None  # None = the array's dtype; "bfloat16" for uint16 bit patterns
 
-    def __post_init__(self) -> None:
-        self.array, self.dtype = _to_numpy(self.array, self.dtype)
+    # Written out rather than generated only to type ``array`` as what it accepts (numpy
+    # array-likes or torch tensors); it is always stored as the numpy array above.
+    def __init__(self, name: str, array: npt.ArrayLike | torch.Tensor,
+                 dtype: str | None = None) -> None:
+        self.name = name
+        self.array, self.dtype = _to_numpy(array, dtype)
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rdcompress.codec import PrunedTensor, QuantizedTensor
+from rdcompress.codec import PrunedTensor, QuantizedTensor, RawTensor
 from rdcompress.errors import ConfigError
 from rdcompress.quantize import (
     QuantizationResult,
@@ -74,7 +74,7 @@ class LayerResult:
     equal ``compose.compose_weight(layer, recipe, decoded parts)`` bit for bit.
     """
 
-    entry: QuantizedTensor | PrunedTensor | None
+    entry: RawTensor | QuantizedTensor | PrunedTensor | None
     weight: torch.Tensor  # exactly what the file decodes to: original dtype and shape
     stats: LayerStats
     parts: list[Any] | None = None  # codec entries (RawTensor | QuantizedTensor | PrunedTensor)

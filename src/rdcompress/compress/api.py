@@ -136,7 +136,7 @@ def assemble(
         else:
             value = tensor.detach().to("cpu").clone()  # the codec takes torch tensors
         compressed_state[key] = value
-        tensors.append(RawTensor(key, value))  # type: ignore[arg-type]
+        tensors.append(RawTensor(key, value))
     manifest = {
         "model": model_spec,
         "model_metadata": model_metadata,

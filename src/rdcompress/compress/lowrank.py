@@ -285,5 +285,5 @@ def _dense_result(layer: LayerInput, config: LowRankConfig) -> LayerResult:
         return LayerResult(None, weight, _stats(layer, weight, weight.numel(), None, None),
                            [RawTensor(name, half)], recipe)
     weight = layer.weight.clone()
-    return LayerResult(RawTensor(layer.name, weight),  # type: ignore[arg-type]
+    return LayerResult(RawTensor(layer.name, weight),
                        weight, _stats(layer, weight, weight.numel(), None, None))

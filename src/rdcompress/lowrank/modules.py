@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -57,7 +58,7 @@ class LowRankConv2d(nn.Module):
         return self.A.shape[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, in, H, W) -> (N, out, H', W')
-        hidden = F.conv2d(x, self.B, None, self.stride, self.padding,  # type: ignore[arg-type]
+        hidden = F.conv2d(x, self.B, None, self.stride, self.padding,
                           self.dilation)  # (N, r, H', W')
         return F.conv2d(hidden, self.A, self.bias)
 
@@ -66,16 +67,20 @@ class LowRankConv2d(nn.Module):
             self.A.shape[0], *self.B.shape[1:])  # (out, in, kh, kw)
 
 
+# The builders take ``nn.Module`` to share one table signature; REPLACEMENTS dispatches on
+# ``type(module)``, so each builder only ever receives its own layer type (hence the casts).
 def _linear(module: nn.Module, A: torch.Tensor, B: torch.Tensor) -> nn.Module:
-    return LowRankLinear(A, B, module.bias)
+    linear = cast(nn.Linear, module)
+    return LowRankLinear(A, B, linear.bias)
 
 
 def _conv(module: nn.Module, A: torch.Tensor, B: torch.Tensor) -> nn.Module:
-    if module.groups != 1 or module.padding_mode != "zeros":
-        raise ConfigError(f"conv with groups={module.groups}, padding_mode="
-                          f"{module.padding_mode!r} cannot be factorized (groups=1 and zero "
+    conv = cast(nn.Conv2d, module)
+    if conv.groups != 1 or conv.padding_mode != "zeros":
+        raise ConfigError(f"conv with groups={conv.groups}, padding_mode="
+                          f"{conv.padding_mode!r} cannot be factorized (groups=1 and zero "
                           "padding only); keep it dense.")
-    return LowRankConv2d(A, B, module)
+    return LowRankConv2d(A, B, conv)
 
 
 # module type -> builder of its factorized replacement

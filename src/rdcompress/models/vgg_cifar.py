@@ -23,10 +23,10 @@ class CifarVGG(nn.Module):
         layers: list[nn.Module] = []
         channels = 3
         for item in plan:
-            if item == "M":
+            if isinstance(item, str):  # "M"
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
                 continue
-            out_channels, padding = item  # type: ignore[misc]
+            out_channels, padding = item
             layers += [nn.Conv2d(channels, out_channels, 3, padding=padding),
                        nn.BatchNorm2d(out_channels, affine=False), nn.ReLU()]
             channels = out_channels

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from torch import nn
 
@@ -100,14 +100,15 @@ def import_factory(path: str) -> Callable[..., nn.Module]:
             f"cannot import module {module_name!r} for factory {path!r}: {error}. "
             "Is the package installed or on PYTHONPATH?"
         ) from error
-    factory = module
+    factory: object = module
     for part in attribute.split("."):
-        factory = getattr(factory, part, None)  # type: ignore[assignment]
+        factory = getattr(factory, part, None)
         if factory is None:
             raise ModelError(f"module {module_name!r} has no attribute {attribute!r}")
     if not callable(factory):
         raise ModelError(f"{path!r} is not callable")
-    return factory  # type: ignore[return-value]
+    # what it returns is only known when called; callers check it is an nn.Module
+    return cast(Callable[..., nn.Module], factory)
 
 
 def build_from_spec(spec: dict[str, Any]) -> nn.Module:
