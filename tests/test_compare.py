@@ -53,6 +53,11 @@ def test_different_models_or_samples_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="eval_limit: None vs 500"):
         compare_sweeps([a, c], tmp_path / "out")
     assert not (tmp_path / "out").exists()  # nothing written
+    d = _sweep(tmp_path / "d", b"one", [_row("prune", 2, 0.8)])
+    (a / "reference.json").write_text(json.dumps({"accuracy": 0.98}))
+    (d / "reference.json").write_text(json.dumps({"accuracy": 0.97}))
+    with pytest.raises(ConfigError, match="original accuracy: 0.98 vs 0.97"):
+        compare_sweeps([a, d], tmp_path / "out")
     assert len(compare_sweeps([a, b], tmp_path / "out", allow_different=True).rows) == 2
 
 

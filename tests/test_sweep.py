@@ -25,7 +25,7 @@ def test_sweep_writes_every_output(sweep_dir):
     out, _ = sweep_dir
     for name in ("results.csv", "results.json", "summary.md", "prune.png", "quantize.png",
                  "kl-vs-bits.png", "config.json", "digits-mlp.safetensors", "frontier.png",
-                 "frontier.csv"):
+                 "frontier.csv", "reference.json"):
         assert (out / name).is_file(), name
     rows = json.loads((out / "results.json").read_text())
     assert len(rows) == 2 * 3

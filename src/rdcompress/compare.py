@@ -58,7 +58,7 @@ def compare_sweeps(dirs: Sequence[str | Path], output_dir: str | Path,
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "compare.json", json.dumps(merged, indent=2) + "\n")
     title = " vs ".join(labels)
-    write_frontier(merged, out, title=title)
+    write_frontier(merged, out, title=title, reference=_reference(paths[0]))
     lines = [f"# Compared at equal file size: {title}", "",
              *(f"- `{label}`: {path}" for label, path in zip(labels, paths, strict=True)), "",
              "Best test accuracy with a file at least R times smaller than fp32:", "",
@@ -96,7 +96,7 @@ def _check_comparable(paths: list[Path], configs: list[dict[str, Any]]) -> None:
     for path, config in zip(paths[1:], configs[1:], strict=True):
         other = _identity(path, config)
         changed = [f"{key}: {first[key]!r} vs {other[key]!r}" for key in first
-                   if first[key] != other[key]]
+                   if key in other and first[key] != other[key]]
         if changed:
             raise ConfigError(
                 f"{paths[0]} and {path} did not compress the same model on the same samples "
@@ -104,9 +104,22 @@ def _check_comparable(paths: list[Path], configs: list[dict[str, Any]]) -> None:
                 "--allow-different to compare them anyway.")
 
 
+def _reference(path: Path) -> dict[str, Any] | None:
+    """The original model's metrics on the sweep's test samples (None for older sweeps)."""
+    try:
+        reference = json.loads((path / "reference.json").read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return reference if isinstance(reference, dict) else None
+
+
 def _identity(path: Path, config: dict[str, Any]) -> dict[str, Any]:
-    """What makes two sweeps' rows comparable: the model's bytes and the evaluation set."""
+    """What makes two sweeps' rows comparable: the model's bytes and the evaluation set (and,
+    where the sweeps recorded it, the original model's accuracy on that set)."""
     identity = {key: config.get(key) for key in EVALUATION_FIELDS}
+    reference = _reference(path)
+    if reference is not None:
+        identity["original accuracy"] = reference.get("accuracy")
     model, weights = str(config.get("model")), config.get("weights")
     if not (weights or Path(model).suffix in (".safetensors", ".rdz") or Path(model).is_file()):
         trained = path / f"{model}.safetensors"  # a zoo model the sweep trained (sweep.py)

@@ -150,6 +150,7 @@ def run_sweep(config: SweepConfig) -> SweepResult:
     test_loader = make_loader(test, loaded.preprocessing, 512)
     reference_logits, labels = collect_outputs(loaded.module, test_loader)
     reference = classification_metrics(reference_logits, labels).to_dict()
+    atomic_write_text(out / "reference.json", json.dumps(reference, indent=2) + "\n")
 
     results_path = out / "results.jsonl"
     done = _read_rows(results_path)
