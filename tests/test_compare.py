@@ -69,6 +69,8 @@ def test_bad_directories_get_clear_errors(two_sweeps, tmp_path):
         compare_sweeps([a, tmp_path], tmp_path / "out")
     with pytest.raises(ConfigError, match="distinct"):
         compare_sweeps([a, b], tmp_path / "out", labels=["x", "x"])
+    with pytest.raises(ConfigError, match="without '/'"):
+        compare_sweeps([a, b], tmp_path / "out", labels=["x/1", "y"])
     (b / "results.json").write_text("{not json")
     with pytest.raises(FormatError, match="not valid JSON"):
         compare_sweeps([a, b], tmp_path / "out")

@@ -41,9 +41,10 @@ def compare_sweeps(dirs: Sequence[str | Path], output_dir: str | Path,
     if len(paths) < 2:
         raise ConfigError(f"compare needs at least two sweep directories; got {len(paths)}.")
     labels = list(labels) if labels else [p.resolve().name for p in paths]
-    if len(labels) != len(paths) or len(set(labels)) != len(labels):
-        raise ConfigError(f"labels {labels} must be {len(paths)} distinct names, one per "
-                          "directory (pass --labels a,b,...).")
+    if len(labels) != len(paths) or len(set(labels)) != len(labels) or any(
+            not label or "/" in label for label in labels):
+        raise ConfigError(f"labels {labels} must be {len(paths)} distinct non-empty names "
+                          "without '/', one per directory (pass --labels a,b,...).")
     sweeps = [_read_sweep(p) for p in paths]
     if not allow_different:
         _check_comparable(paths, [config for config, _ in sweeps])
@@ -58,7 +59,9 @@ def compare_sweeps(dirs: Sequence[str | Path], output_dir: str | Path,
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "compare.json", json.dumps(merged, indent=2) + "\n")
     title = " vs ".join(labels)
-    write_frontier(merged, out, title=title, reference=_reference(paths[0]))
+    # the original's accuracy line only when every sweep evaluated that same model and set
+    reference = None if allow_different else _reference(paths[0])
+    write_frontier(merged, out, title=title, reference=reference)
     lines = [f"# Compared at equal file size: {title}", "",
              *(f"- `{label}`: {path}" for label, path in zip(labels, paths, strict=True)), "",
              "Best test accuracy with a file at least R times smaller than fp32:", "",
