@@ -6,7 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from rdcompress.greedy.curvature import _func_kernel, hessian_diagonal, second_order_scores
+from rdcompress.greedy.curvature import (
+    _conv_kernel,
+    _func_kernel,
+    hessian_diagonal,
+    second_order_scores,
+)
 from rdcompress.greedy.exact import exact_scores
 from rdcompress.greedy.loss import batch_loss
 from rdcompress.greedy.replacements import (
@@ -102,12 +107,34 @@ def test_linear_hessian_diagonal_is_exact_for_a_relu_mlp(loss, outputs, name):
 
 
 @pytest.mark.parametrize("name", ["0.weight", "4.weight"])
-def test_conv_hessian_diagonal_uses_the_func_fallback_exactly(name):
+def test_conv_hessian_diagonal_is_exact(name):
     net = _cnn()
     x, y = _data("cross-entropy", 4, n=12, shape=(1, 6, 6))
     want = _autograd_hessian_diagonal(net, name, x, y, "cross-entropy")
     torch.testing.assert_close(hessian_diagonal(net, name, x, "cross-entropy"), want,
                                rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(_func_kernel(net, name, x, "cross-entropy"), want, rtol=1e-9,
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("conv", [
+    dict(kernel_size=3, padding=1, stride=2),
+    dict(kernel_size=3, padding="same", padding_mode="reflect"),
+    dict(kernel_size=(2, 3), groups=2, dilation=2, bias=False),
+])
+def test_conv_kernel_matches_autograd_for_strided_padded_grouped_convs(conv):
+    torch.manual_seed(3)
+    first = nn.Conv2d(2, 4, **conv)
+    net = nn.Sequential(first, nn.ReLU(), nn.Conv2d(4, 3, 2), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 5)).double().eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    x, y = _data("cross-entropy", 5, n=9, shape=(2, 7, 7))
+    module = net[0]
+    kernel = _conv_kernel(net, module, "0.weight", x, "cross-entropy")
+    assert kernel is not None  # the per-sample conv path ran, not the fallback
+    want = _autograd_hessian_diagonal(net, "0.weight", x, y, "cross-entropy")
+    torch.testing.assert_close(kernel, want, rtol=1e-9, atol=1e-12)
 
 
 def test_second_order_score_matches_exact_for_small_perturbations():
