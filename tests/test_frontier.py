@@ -94,3 +94,9 @@ def test_labelled_methods_sort_with_their_base_method():
     rows = [_row("b/quantize", 4.0, 0.9, 0.1), _row("lowrank", 3.0, 0.8, 0.2),
             _row("a/quantize", 8.0, 0.7, 0.3), _row("prune", 2.0, 0.6, 0.4)]
     assert list(frontiers(rows)) == ["prune", "a/quantize", "b/quantize", "lowrank"]
+
+
+def test_plot_takes_more_compared_sweeps_than_dash_styles(tmp_path):
+    rows = [_row(f"s{i}/quantize", 2.0 + i, 0.9 - 0.01 * i, 0.1) for i in range(6)]
+    write_frontier(rows, tmp_path)
+    assert (tmp_path / "frontier.png").is_file()

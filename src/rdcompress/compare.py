@@ -35,7 +35,7 @@ def compare_sweeps(dirs: Sequence[str | Path], output_dir: str | Path,
                    labels: Sequence[str] | None = None,
                    allow_different: bool = False) -> Comparison:
     """Merge the rows of finished sweeps and write the equal-file-size comparison."""
-    from rdcompress.frontier import equal_size_table, write_frontier
+    from rdcompress.frontier import equal_size_tables, write_frontier
 
     paths = [Path(d) for d in dirs]
     if len(paths) < 2:
@@ -64,9 +64,7 @@ def compare_sweeps(dirs: Sequence[str | Path], output_dir: str | Path,
     write_frontier(merged, out, title=title, reference=reference)
     lines = [f"# Compared at equal file size: {title}", "",
              *(f"- `{label}`: {path}" for label, path in zip(labels, paths, strict=True)), "",
-             "Best test accuracy with a file at least R times smaller than fp32:", "",
-             *equal_size_table(merged), "", "Lowest KL(compressed ‖ original):", "",
-             *equal_size_table(merged, metric="kl"), "",
+             *equal_size_tables(merged),
              "Plot: `frontier.png`. Data: `compare.json`, `frontier.csv`.", ""]
     atomic_write_text(out / "compare.md", "\n".join(lines))
     return Comparison(merged, labels, out)

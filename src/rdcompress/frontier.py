@@ -99,6 +99,14 @@ def equal_size_table(rows: Sequence[Row], targets: Sequence[float] | None = None
     return lines
 
 
+def equal_size_tables(rows: Sequence[Row]) -> list[str]:
+    """Markdown lines: the accuracy table, then the KL table, each with its caption."""
+    return ["Best test accuracy of each method (over objectives and settings) with a file at "
+            "least R times smaller than fp32:", "", *equal_size_table(rows), "",
+            "Lowest KL(compressed ‖ original) at the same sizes:", "",
+            *equal_size_table(rows, metric="kl"), ""]
+
+
 def plot_frontier(rows: Sequence[Row], path: str | Path, title: str = "",
                   reference: dict[str, Any] | None = None) -> Path:
     """Accuracy and KL against file ratio: every run as a dot, each method's front as a line."""
@@ -114,8 +122,8 @@ def plot_frontier(rows: Sequence[Row], path: str | Path, title: str = "",
         labels = sorted({_label(m) for m in fronts} - {""})
         for method, front in fronts.items():
             color = COLORS.get(_base(method))
-            dashes = ("-", "--", "-.", ":")[labels.index(_label(method)) % 4 + 1
-                                            if _label(method) else 0]
+            label = _label(method)  # one dash style per compared sweep; "-" for unlabelled
+            dashes = ("--", "-.", ":", "-")[labels.index(label) % 4] if label else "-"
             points = [r for r in rows if r["method"] == method
                       and _finite(r.get("file_ratio")) and _finite(r.get(metric))]
             ax.scatter([r["file_ratio"] for r in points],

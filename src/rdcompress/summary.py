@@ -60,14 +60,10 @@ def write_summary(rows: Sequence[dict[str, Any]], path: str | Path, config: dict
     methods = sorted({r["method"] for r in rows})
     extra = ""
     if len(methods) > 1:
-        from rdcompress.frontier import equal_size_table
+        from rdcompress.frontier import equal_size_tables
 
-        lines += ["## At equal file size", "",
-                  "Best test accuracy of each method (over objectives and settings) with a file "
-                  "at least R times smaller than fp32 (`frontier.png`, `frontier.csv`):", ""]
-        lines += equal_size_table(rows) + [""]
-        lines += ["Lowest KL(compressed ‖ original) at the same sizes:", ""]
-        lines += equal_size_table(rows, metric="kl") + [""]
+        lines += ["## At equal file size (`frontier.png`, `frontier.csv`)", "",
+                  *equal_size_tables(rows)]
         extra = ", `frontier.png`"
     lines += ["Plots: " + ", ".join(f"`{m}.png`" for m in methods)
               + f", `kl-vs-bits.png`{extra}. Data: `results.csv`, `results.json`.", ""]
