@@ -35,13 +35,22 @@ TINY_MANIFEST = {"model": {"zoo": "tiny", "kwargs": {}}, "method": "kmeans", "ob
                  "original_bytes": 4 * 174 + 8}
 
 
-def craft(header, data_buffer: bytes = b"", version: int = 1, encoding: int = 0,
-          raw_header: bytes | None = None) -> bytes:
-    """A file with a *valid* CRC around an arbitrary header: tests structure checks."""
+def craft(header, data_buffer: bytes = b"", version: int = 2, encoding: int = 0,
+          raw_header: bytes | None = None, content_crc: int = 0) -> bytes:
+    """A file with a *valid* file CRC around an arbitrary header: tests structure checks.
+    Version 2 files carry ``content_crc`` (wrong unless the caller passes the right one)."""
     header_bytes = raw_header if raw_header is not None else json.dumps(header).encode()
     head = struct.pack("<4sBBI", b"\x89RDZ", version, encoding, len(header_bytes))
-    body = header_bytes + data_buffer
+    body = (struct.pack("<I", content_crc) if version >= 2 else b"") + header_bytes + data_buffer
     return head + struct.pack("<I", zlib.crc32(body, zlib.crc32(head))) + body
+
+
+def with_file_crc(data: bytes) -> bytes:
+    """``data`` with its file CRC (bytes 10..14) recomputed: a deliberate, "valid" edit."""
+    if len(data) < 14:
+        return data
+    crc = zlib.crc32(data[14:], zlib.crc32(data[:10]))
+    return data[:10] + struct.pack("<I", crc) + data[14:]
 
 
 def torch_bf16_raw() -> RawTensor:

@@ -23,13 +23,14 @@ from rdz_fixtures import TINY_MANIFEST, craft, tiny_tensors  # noqa: E402
 
 VALID, _ = encode_rdz(tiny_tensors(), TINY_MANIFEST, coder="ans", header_encoding="json")
 HEADER_LENGTH = struct.unpack_from("<I", VALID, 6)[0]
+CONTENT_CRC = struct.unpack_from("<I", VALID, 14)[0]
 HEADER = json.loads(VALID[PREAMBLE_SIZE:PREAMBLE_SIZE + HEADER_LENGTH])
 DATA_BUFFER = VALID[PREAMBLE_SIZE + HEADER_LENGTH:]
 
 
 def section_boundaries() -> list[int]:
     """Every offset where one part of the file ends and the next begins."""
-    bounds = [0, 4, 5, 6, 10, PREAMBLE_SIZE, PREAMBLE_SIZE + HEADER_LENGTH]
+    bounds = [0, 4, 5, 6, 10, 14, PREAMBLE_SIZE, PREAMBLE_SIZE + HEADER_LENGTH]
     offset = PREAMBLE_SIZE + HEADER_LENGTH
     for entry in HEADER["t"]:
         for length in entry["l"]:
@@ -40,9 +41,12 @@ def section_boundaries() -> list[int]:
 
 
 def expected_truncation_message(size: int) -> str:
-    if size < PREAMBLE_SIZE:
+    if size < 14:
         return (f"truncated: the file has {size} bytes, fewer than the 14-byte preamble of an "
                 f".rdz file")
+    if size < PREAMBLE_SIZE:
+        return (f"truncated: the file has {size} bytes, fewer than the 18-byte preamble of a "
+                f"version-2 .rdz file")
     if size < PREAMBLE_SIZE + HEADER_LENGTH:
         return (f"truncated: the header needs {HEADER_LENGTH} bytes after the preamble but "
                 f"only {size - PREAMBLE_SIZE} remain")
@@ -76,7 +80,7 @@ def flipped(data: bytes, offset: int) -> bytes:
 
 def checksum_message(data: bytes) -> str:
     stored = struct.unpack_from("<I", data, 10)[0]
-    computed = zlib.crc32(data[PREAMBLE_SIZE:], zlib.crc32(data[:10]))
+    computed = zlib.crc32(data[14:], zlib.crc32(data[:10]))
     return (f"checksum mismatch (stored CRC32 {stored:08x}, computed {computed:08x}): the file "
             f"is corrupted; re-create or re-download it")
 
@@ -87,7 +91,7 @@ def test_flipped_byte_in_each_section(offset):
     if offset == 0:
         message = (f"not an .rdz file: magic bytes {data[:4]!r}, expected b'\\x89RDZ'")
     elif offset == 4:
-        message = ("format version 254 is newer than this rdcompress supports (1); upgrade "
+        message = ("format version 253 is newer than this rdcompress supports (2); upgrade "
                    "rdcompress (pip install -U rdcompress)")
     elif offset == 6 and HEADER_LENGTH ^ 0xFF > len(VALID) - PREAMBLE_SIZE:
         message = (f"truncated: the header needs {HEADER_LENGTH ^ 0xFF} bytes after the "
@@ -115,11 +119,11 @@ def test_wrong_magic_and_foreign_files():
 
 
 def test_newer_and_invalid_version():
-    assert_error(craft(HEADER, DATA_BUFFER, version=2),
-                 "format version 2 is newer than this rdcompress supports (1); upgrade "
+    assert_error(craft(HEADER, DATA_BUFFER, version=3),
+                 "format version 3 is newer than this rdcompress supports (2); upgrade "
                  "rdcompress (pip install -U rdcompress)")
     assert_error(craft(HEADER, DATA_BUFFER, version=0),
-                 "format version 0 is invalid; expected 1..1")
+                 "format version 0 is invalid; expected 1..2")
 
 
 def test_huge_header_length():
@@ -212,7 +216,8 @@ def test_corrupted_stream_inside_valid_crc():
     data_buffer = bytearray(DATA_BUFFER)
     data_buffer[codebook_length] = 9
     assert_error(craft(HEADER, bytes(data_buffer)),
-                 "tensor 'fc1.weight' indices: unknown stream coder id 9")
+                 "tensor 'fc1.weight' indices: stream coder id 9 is unknown in format version 2 "
+                 "(allowed: [0, 2, 3])")
 
 
 def test_missing_file_and_directory(tmp_path):

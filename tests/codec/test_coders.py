@@ -17,6 +17,7 @@ from rdcompress.codec._bytes import (
 from rdcompress.codec.ans import choose_frequencies, quantize_frequencies
 from rdcompress.codec.entropy import empirical_entropy_bits, paper_huffman_bits
 from rdcompress.codec.huffman import canonical_codes, huffman_code_lengths
+from rdcompress.codec.rans import choose_model, quantize_counts
 from rdcompress.codec.streams import decode_stream, encode_stream
 from rdcompress.errors import ConfigError, FormatError
 
@@ -25,7 +26,7 @@ CODERS = ("ans", "huffman")
 
 def roundtrip(symbols, k, coder):
     data = encode_stream(symbols, k, coder)
-    decoded, alphabet_size, _ = decode_stream(ByteReader(data, "test"))
+    decoded, alphabet_size, _ = decode_stream(ByteReader(data, "test"), len(symbols), k)
     assert alphabet_size == k
     np.testing.assert_array_equal(decoded, np.asarray(symbols, dtype=np.int64))
     return data
@@ -79,8 +80,8 @@ def test_ans_within_one_percent_of_entropy(k, concentration):
     symbols = rng.choice(k, size=n, p=rng.dirichlet(np.full(k, concentration)))
     entropy_bytes = empirical_entropy_bits(symbols, k) / 8
     stream_bytes = len(encode_stream(symbols, k, "ans"))
-    _, frequencies = choose_frequencies(np.bincount(symbols, minlength=k))
-    table_bytes = 1 + len(encode_uint_table(frequencies))
+    _, frequencies = choose_model(np.bincount(symbols, minlength=k))
+    table_bytes = 2 + len(encode_uint_table(frequencies))  # + precision and lane bytes
     head_bytes = 1 + len(encode_varint(n)) + len(encode_varint(k))
     payload_bytes = stream_bytes - table_bytes - head_bytes
     assert payload_bytes <= 1.01 * entropy_bytes, (payload_bytes, entropy_bytes)
@@ -165,8 +166,11 @@ def test_huffman_length_limit_still_roundtrips():
 def test_quantized_frequencies_keep_present_symbols():
     counts = np.array([1, 0, 10 ** 6, 3])
     for precision in (8, 12, 16):
-        frequencies = quantize_frequencies(counts, precision)
+        frequencies = quantize_frequencies(counts, precision)  # version 1
         assert frequencies[1] == 0 and np.all(frequencies[[0, 2, 3]] >= 1)
+        frequencies = quantize_counts(counts, precision)  # version 2: sums to 2**P exactly
+        assert frequencies[1] == 0 and np.all(frequencies[[0, 2, 3]] >= 1)
+        assert frequencies.sum() == 1 << precision
     precision, frequencies = choose_frequencies(np.array([5, 5]))
     assert precision == 0 and frequencies.tolist() == [5, 5]  # cheapest exact table
 
@@ -187,18 +191,15 @@ def test_encode_rejects_out_of_range_symbols():
 
 @pytest.mark.parametrize("coder", CODERS)
 def test_truncated_stream(coder):
-    """Huffman detects truncation itself. An ANS decoder cannot (decoding from an exhausted
-    stack is legal in ANS); there the container's CRC and section lengths catch it. Either
-    way: a FormatError or different symbols, never another exception."""
+    """Both coders detect truncation themselves: Huffman by the payload length, rANS because
+    every lane must end in its initial state after exactly the payload's words (constriction's
+    version-1 ANS could not: decoding from its exhausted stack was legal)."""
     rng = np.random.default_rng(0)
     symbols = rng.integers(0, 8, size=500)
     data = encode_stream(symbols, 8, coder)
     for cut in (1, 3, len(data) // 2, len(data) - 1):
-        try:
-            decoded, _, _ = decode_stream(ByteReader(data[:cut], "cut"))
-        except FormatError:
-            continue
-        assert coder == "ans" and not np.array_equal(decoded, symbols)
+        with pytest.raises(FormatError):
+            decode_stream(ByteReader(data[:cut], "cut"), 500, 8)
 
 
 @pytest.mark.parametrize("values", [[0], [5, 0, 300, 2 ** 33], list(range(50)), [0] * 10, []])
@@ -206,7 +207,7 @@ def test_uint_table_roundtrip(values):
     values = np.array(values, dtype=np.int64)
     data = encode_uint_table(values) + b"rest"
     reader = ByteReader(data, "table")
-    np.testing.assert_array_equal(decode_uint_table(reader, len(values)), values)
+    np.testing.assert_array_equal(decode_uint_table(reader, len(values), 2 ** 33), values)
     assert reader.remaining == 4
 
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from rdcompress.codec import (
+    FORMAT_VERSION,
     PrunedTensor,
     QuantizedTensor,
     RawTensor,
@@ -157,16 +158,34 @@ def test_rejects_bad_input():
 
 @pytest.mark.parametrize("coder", ["ans", "huffman"])
 def test_golden_file(coder):
-    """The format must not change by accident. To change it on purpose, bump the version,
-    then regenerate: RDZ_REGENERATE_GOLDEN=1 python -m pytest tests/codec -k golden."""
-    path = GOLDEN / f"tiny-{coder}.rdz"
+    """The format must not change by accident. To change it on purpose, bump the version, keep
+    the old golden files (they must go on decoding), then write the new ones:
+    RDZ_REGENERATE_GOLDEN=1 python -m pytest tests/codec -k golden."""
+    path = GOLDEN / f"tiny-{coder}-v{FORMAT_VERSION}.rdz"
     data, _ = encode_rdz(tiny_tensors(), TINY_MANIFEST, coder=coder)
     if os.environ.get("RDZ_REGENERATE_GOLDEN"):
         path.write_bytes(data)
     assert data == path.read_bytes(), "the .rdz byte layout changed"
     contents = read_rdz(path)
+    assert contents.format_version == FORMAT_VERSION
     for tensor in tiny_tensors():
         assert contents.tensors[tensor.name].tobytes() == reference_dense(tensor).tobytes()
+
+
+@pytest.mark.parametrize("path", sorted(GOLDEN.glob("*.rdz")), ids=lambda p: p.name)
+def test_every_golden_file_of_every_version_decodes(path):
+    """Files written by any earlier release decode to the same tensors forever (tiny-*.rdz
+    without a suffix are version 1, written with constriction's float ANS model)."""
+    contents = read_rdz(path)
+    version = int(path.stem.rsplit("-v", 1)[1]) if "-v" in path.stem else 1
+    assert contents.format_version == version
+    assert contents.manifest == TINY_MANIFEST
+    assert list(contents.tensors) == [t.name for t in tiny_tensors()]
+    for tensor in tiny_tensors():
+        got, expected = contents.tensors[tensor.name], reference_dense(tensor)
+        assert got.tobytes() == expected.tobytes(), tensor.name
+        assert got.dtype == expected.dtype and got.shape == expected.shape, tensor.name
+    assert inspect_rdz(path).format_version == version
 
 
 # ------------------------------------------------------------------------- atomic writes

@@ -130,31 +130,47 @@ def encode_uint_table(values: np.ndarray) -> bytes:
     return bytes([parameter]) + pack_bits(bit_array)
 
 
-def decode_uint_table(reader: ByteReader, count: int) -> np.ndarray:
-    """Inverse of :func:`encode_uint_table`: (count,) int64; consumes exactly its bytes."""
+def decode_uint_table(reader: ByteReader, count: int, max_value: int) -> np.ndarray:
+    """Inverse of :func:`encode_uint_table`: (count,) int64; consumes exactly its bytes.
+
+    Every value must be <= ``max_value``. Bounds are checked before anything is allocated:
+    an entry costs at least 1 + r bits, so ``count`` entries need count * (1 + r) bits, and
+    at most count * ((max_value >> r) + 1 + r) bits are ever unpacked.
+    """
     parameter = reader.read_u8()
     if parameter > _MAX_RICE_PARAMETER:
         raise FormatError(f"{reader.where}: Rice parameter {parameter} is out of range")
     if count == 0:
         return np.zeros(0, dtype=np.int64)
+    if count * (1 + parameter) > 8 * reader.remaining:
+        raise FormatError(
+            f"{reader.where}: a table of {count} entries needs at least "
+            f"{count * (1 + parameter)} bits, only {8 * reader.remaining} remain"
+        )
     start = reader.pos
-    bits = np.unpackbits(np.frombuffer(reader.data[start:], dtype=np.uint8))
-    zeros = np.flatnonzero(bits == 0).tolist()  # unary terminators are zeros
+    most_bits = count * ((max_value >> parameter) + 1 + parameter)
+    window = reader.data[start:start + min(reader.remaining, (most_bits + 7) // 8)]
+    bits = np.unpackbits(np.frombuffer(window, dtype=np.uint8))
+    zeros = np.flatnonzero(bits == 0)  # unary terminators are zeros
     values = np.empty(count, dtype=np.int64)
     position, zero_index = 0, 0
     low_weights = 1 << np.arange(parameter - 1, -1, -1, dtype=np.int64)
     for index in range(count):
         # Skip zeros that lie inside earlier low-bit fields.
-        while zero_index < len(zeros) and zeros[zero_index] < position:
-            zero_index += 1
+        zero_index = int(np.searchsorted(zeros, position, side="left"))
         if zero_index == len(zeros):
             raise FormatError(f"{reader.where}: table ends after {index} of {count} entries")
-        terminator = zeros[zero_index]
+        terminator = int(zeros[zero_index])
         end = terminator + 1 + parameter
         if end > len(bits):
             raise FormatError(f"{reader.where}: table ends after {index} of {count} entries")
         low = int(bits[terminator + 1:end] @ low_weights) if parameter else 0
-        values[index] = ((terminator - position) << parameter) | low
+        value = ((terminator - position) << parameter) | low
+        if value > max_value:
+            raise FormatError(
+                f"{reader.where}: table entry {index} is {value}, above the maximum {max_value}"
+            )
+        values[index] = value
         position = end
     reader.pos = start + (position + 7) // 8
     return values

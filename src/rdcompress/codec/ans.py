@@ -1,4 +1,9 @@
-"""ANS coding of one symbol stream with a static categorical model (via ``constriction``).
+"""Version-1 ANS streams (coder 1): a static categorical model coded by ``constriction``.
+
+Kept to read version-1 files (and to write them in tests). Its model is whatever
+``constriction``'s float approximation makes of the stored table, so it depends on that
+library's rounding; version 2 writes coder 3 (``rans.py``), whose integer model is defined by
+the format itself.
 
 The model is the stream's own symbol histogram, stored in the file as a frequency table. Exact
 counts can cost more bytes than they save, so the writer tries a few fixed-point precisions
@@ -82,9 +87,14 @@ def decode_ans(reader: ByteReader, count: int, alphabet_size: int) -> np.ndarray
     precision = reader.read_u8()
     if precision not in _CANDIDATE_PRECISIONS:
         raise FormatError(f"{reader.where}: unknown ANS table precision {precision}")
-    frequencies = decode_uint_table(reader, alphabet_size)
+    # Precision 0 stores the exact counts (sum n); otherwise each entry is <= 2**P.
+    frequencies = decode_uint_table(reader, alphabet_size,
+                                    max_value=count if precision == 0 else 1 << precision)
     if frequencies.sum() <= 0:
         raise FormatError(f"{reader.where}: ANS frequency table is all zero")
+    if precision == 0 and int(frequencies.sum()) != count:
+        raise FormatError(f"{reader.where}: exact ANS counts sum to {int(frequencies.sum())}, "
+                          f"not to the stream's {count} symbols")
     payload = bytes(reader.rest())
     payload += b"\x00" * (-len(payload) % 4)
     words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)

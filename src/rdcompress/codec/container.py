@@ -1,32 +1,47 @@
 """The ``.rdz`` container: preamble, JSON header, data buffer (spec: docs/rdz-format.md).
 
     offset 0   4 bytes  magic b"\\x89RDZ"
-    offset 4   u8       format version (1)
+    offset 4   u8       format version (2; version-1 files are still read)
     offset 5   u8       header encoding: 0 = JSON (UTF-8), 1 = raw DEFLATE of that JSON
     offset 6   u32 LE   stored header length H
-    offset 10  u32 LE   CRC32 of bytes [0, 10) + [14, end): everything but the CRC itself
-    offset 14  H bytes  header: {"m": manifest, "t": [tensor entries]}
-    offset 14+H         data buffer: every tensor's sections, in entry order, back to back
+    offset 10  u32 LE   file CRC32 of bytes [0, 10) + [14, end): everything but itself
+    offset 14  u32 LE   content CRC32 of what the file decodes to (version 2 only)
+    offset 18  H bytes  header: {"m": manifest, "t": [tensor entries]}
+    offset 18+H         data buffer: every tensor's sections, in entry order, back to back
 
 Each entry gives its sections' lengths ("l"); offsets are their running sums relative to the
 data buffer, so holes and overlaps cannot be expressed; the lengths must sum to the data
-buffer's size exactly. Reading validates everything and decodes every tensor before returning
-anything: a bad file raises :class:`FormatError` and yields no partial model.
+buffer's size exactly. Reading validates everything (``header.py``), decodes every tensor with
+every count bounded before use, and compares the content CRC before returning anything: a bad
+file raises :class:`FormatError` and yields no partial model.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import struct
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from rdcompress._io import atomic_write
 from rdcompress.codec._bytes import ByteReader
+from rdcompress.codec.header import (
+    ELEMENTS_PER_FILE_BYTE,
+    FORMAT_VERSION,
+    MAGIC,
+    PREAMBLE_SIZES,
+    check_element_budget,
+    check_header,
+    check_preamble,
+    content_crc,
+    dumps,
+    element_budget,
+    numel_of,
+    parse_header,
+)
 from rdcompress.codec.positions import decode_positions, encode_positions
 from rdcompress.codec.streams import decode_stream, encode_stream
 from rdcompress.codec.summary import RdzSummary, summarize_tensor
@@ -42,14 +57,10 @@ from rdcompress.codec.tensors import (
 )
 from rdcompress.errors import ConfigError, FormatError
 
-MAGIC = b"\x89RDZ"
-FORMAT_VERSION = 1
-PREAMBLE = struct.Struct("<4sBBII")  # magic, version, header encoding, header length, crc32
-PREAMBLE_SIZE = PREAMBLE.size  # 14
-MAX_HEADER_BYTES = 16 << 20  # stored header cap (a header is a few KiB in practice)
-MAX_INFLATED_HEADER_BYTES = 64 << 20  # guard against deflate bombs
-KIND_CODES = {"raw": "r", "quantized": "q", "pruned": "p"}
-SECTION_COUNTS = {"r": (1,), "q": (2, 3), "p": (2,)}
+PREAMBLE_SIZE = PREAMBLE_SIZES[FORMAT_VERSION]  # 18
+
+__all__ = ["FORMAT_VERSION", "MAGIC", "PREAMBLE_SIZE", "RdzContents", "decode_rdz",
+           "encode_rdz", "inspect_rdz", "read_rdz", "read_rdz_tensors", "write_rdz"]
 
 
 @dataclass
@@ -90,12 +101,22 @@ def encode_rdz(
         sections.extend(tensor_sections)
         summaries.append(summarize_tensor(tensor, entry["l"], position_method, index_coder))
     manifest_json = _dumps(manifest)
-    header = _encode_header(_dumps({"m": manifest, "t": entries}), header_encoding)
-    header_code, header_bytes = header
-    body = header_bytes + b"".join(sections)
+    content = content_crc(manifest_json, (
+        (entry["n"], entry["d"], entry["s"], decode_tensor(tensor))
+        for entry, tensor in zip(entries, tensors, strict=True)))
+    header_code, header_bytes = _encode_header(_dumps({"m": manifest, "t": entries}),
+                                               header_encoding)
+    body = struct.pack("<I", content) + header_bytes + b"".join(sections)
     head = struct.pack("<4sBBI", MAGIC, FORMAT_VERSION, header_code, len(header_bytes))
     crc = zlib.crc32(body, zlib.crc32(head))
     data = head + struct.pack("<I", crc) + body
+    total = sum(numel_of(entry["s"]) for entry in entries)
+    if total > element_budget(len(data)):
+        raise ConfigError(
+            f"the file would decode to {total} elements from {len(data)} bytes, more than the "
+            f"format allows ({ELEMENTS_PER_FILE_BYTE} per byte beyond a fixed allowance); "
+            f"store the nearly empty tensors raw, or together with the rest of the model"
+        )
     summary = RdzSummary(len(data), PREAMBLE_SIZE + len(header_bytes), len(manifest_json),
                          FORMAT_VERSION, summaries, _composites(manifest))
     return data, summary
@@ -114,8 +135,7 @@ def write_rdz(
 
 def _dumps(value) -> bytes:
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=True,
-                          allow_nan=False).encode("ascii")
+        return dumps(value)
     except (TypeError, ValueError) as error:
         raise ConfigError(
             f"the manifest must be plain JSON (no NaN, no objects): {error}"
@@ -179,20 +199,22 @@ def _position_method_name(section: bytes) -> str:
 @dataclass
 class _Decoded:
     manifest: dict
-    tensors: list[Tensor]
-    lengths: list[list[int]]
-    position_methods: list[str | None]
-    index_coders: list[str | None]
+    format_version: int
     header_bytes: int
     file_bytes: int
+    tensors: list[Tensor] = field(default_factory=list)
+    dense: list[np.ndarray] = field(default_factory=list)  # decode_tensor of each
+    lengths: list[list[int]] = field(default_factory=list)
+    position_methods: list[str | None] = field(default_factory=list)
+    index_coders: list[str | None] = field(default_factory=list)
 
 
 def read_rdz(path: str | os.PathLike[str]) -> RdzContents:
     """Read and fully validate a ``.rdz`` file; every tensor decoded bit-exactly."""
     decoded = decode_rdz(_read_file(path))
-    tensors = {t.name: decode_tensor(t) for t in decoded.tensors}
+    tensors = {t.name: dense for t, dense in zip(decoded.tensors, decoded.dense, strict=True)}
     dtypes = {t.name: str(t.dtype) for t in decoded.tensors}
-    return RdzContents(decoded.manifest, tensors, dtypes, FORMAT_VERSION)
+    return RdzContents(decoded.manifest, tensors, dtypes, decoded.format_version)
 
 
 def read_rdz_tensors(path: str | os.PathLike[str]) -> tuple[dict, list[Tensor]]:
@@ -210,7 +232,7 @@ def inspect_rdz(path: str | os.PathLike[str]) -> RdzSummary:
             strict=True)
     ]
     return RdzSummary(decoded.file_bytes, decoded.header_bytes, len(_dumps(decoded.manifest)),
-                      FORMAT_VERSION, summaries, _composites(decoded.manifest))
+                      decoded.format_version, summaries, _composites(decoded.manifest))
 
 
 def _composites(manifest: dict) -> dict:
@@ -224,29 +246,34 @@ def _composites(manifest: dict) -> dict:
 
 
 def _read_file(path: str | os.PathLike[str]) -> bytes:
+    name = os.fspath(path)
     try:
         with open(path, "rb") as handle:
             return handle.read()
     except FileNotFoundError:
-        raise FormatError(f"{os.fspath(path)}: no such file") from None
+        raise FormatError(f"{name}: no such file") from None
     except IsADirectoryError:
-        raise FormatError(f"{os.fspath(path)}: is a directory, expected a .rdz file") from None
+        raise FormatError(f"{name}: is a directory, expected a .rdz file") from None
+    except NotADirectoryError:
+        raise FormatError(f"{name}: a parent of this path is a file, not a directory") from None
+    except PermissionError:
+        raise FormatError(f"{name}: permission denied; check the file's mode") from None
 
 
 def decode_rdz(data: bytes) -> _Decoded:
     """Validate and decode a whole file held in memory (see the module doc for the order)."""
-    header_code, header_length = _check_preamble(data)
-    header_end = PREAMBLE_SIZE + header_length
+    version, header_code, header_length, preamble_size = check_preamble(data)
+    header_end = preamble_size + header_length
     stored_crc = struct.unpack_from("<I", data, 10)[0]
-    computed_crc = zlib.crc32(data[PREAMBLE_SIZE:], zlib.crc32(data[:10]))
+    computed_crc = zlib.crc32(memoryview(data)[14:], zlib.crc32(data[:10]))
     if stored_crc != computed_crc:
-        _raise_truncated_if_short(data, header_code, header_end)
+        _raise_truncated_if_short(data, header_code, preamble_size, header_end)
         raise FormatError(
             f"checksum mismatch (stored CRC32 {stored_crc:08x}, computed {computed_crc:08x}): "
             f"the file is corrupted; re-create or re-download it"
         )
-    header = _parse_header(data[PREAMBLE_SIZE:header_end], header_code)
-    manifest, entries = _check_header(header)
+    manifest, entries = check_header(parse_header(data[preamble_size:header_end], header_code))
+    check_element_budget(entries, len(data))
     buffer = memoryview(data)[header_end:]
     total = sum(sum(entry["l"]) for entry in entries)
     if total > len(buffer):
@@ -258,63 +285,42 @@ def decode_rdz(data: bytes) -> _Decoded:
         raise FormatError(
             f"{len(buffer) - total} bytes of the data buffer belong to no section (a hole)"
         )
-    decoded = _Decoded(manifest, [], [], [], [], header_end, len(data))
+    decoded = _Decoded(manifest, version, header_end, len(data))
     offset = 0
     for entry in entries:
         sections = []
         for length in entry["l"]:
             sections.append(buffer[offset:offset + length])
             offset += length
-        tensor, method, coder = _decode_tensor(entry, sections)
+        tensor, method, coder = _decode_tensor(entry, sections, version)
         decoded.tensors.append(tensor)
+        decoded.dense.append(decode_tensor(tensor))
         decoded.lengths.append(list(entry["l"]))
         decoded.position_methods.append(method)
         decoded.index_coders.append(coder)
+    if version >= 2:
+        _check_content(data, decoded, entries)
     return decoded
 
 
-def _check_preamble(data: bytes) -> tuple[int, int]:
-    if len(data) < PREAMBLE_SIZE:
+def _check_content(data: bytes, decoded: _Decoded, entries: list[dict]) -> None:
+    stored = struct.unpack_from("<I", data, 14)[0]
+    computed = content_crc(_dumps(decoded.manifest), (
+        (entry["n"], entry["d"], entry["s"], dense)
+        for entry, dense in zip(entries, decoded.dense, strict=True)))
+    if stored != computed:
         raise FormatError(
-            f"truncated: the file has {len(data)} bytes, fewer than the {PREAMBLE_SIZE}-byte "
-            f"preamble of an .rdz file"
+            f"content check failed (stored content CRC32 {stored:08x}, decoded {computed:08x}): "
+            f"the file decodes to other tensors or another manifest than were written; its "
+            f"header was edited or it is corrupted; re-create or re-download it"
         )
-    magic, version, header_code, header_length, _ = PREAMBLE.unpack_from(data)
-    if magic != MAGIC:
-        raise FormatError(f"not an .rdz file: magic bytes {magic!r}, expected {MAGIC!r}"
-                          f"{_foreign_hint(data)}")
-    if version > FORMAT_VERSION:
-        raise FormatError(
-            f"format version {version} is newer than this rdcompress supports "
-            f"({FORMAT_VERSION}); upgrade rdcompress (pip install -U rdcompress)"
-        )
-    if version < 1:
-        raise FormatError(f"format version {version} is invalid; expected 1..{FORMAT_VERSION}")
-    if header_length > MAX_HEADER_BYTES:
-        raise FormatError(
-            f"header length {header_length} exceeds the cap of {MAX_HEADER_BYTES} bytes; "
-            f"the file is corrupted or hostile"
-        )
-    if PREAMBLE_SIZE + header_length > len(data):
-        raise FormatError(
-            f"truncated: the header needs {header_length} bytes after the preamble but only "
-            f"{len(data) - PREAMBLE_SIZE} remain"
-        )
-    return header_code, header_length
 
 
-def _foreign_hint(data: bytes) -> str:
-    if data[:2] == b"PK":
-        return " (this looks like a zip / torch.save file; load it with torch.load)"
-    if len(data) >= 9 and data[8:9] == b"{":
-        return " (this looks like a .safetensors file)"
-    return ""
-
-
-def _raise_truncated_if_short(data: bytes, header_code: int, header_end: int) -> None:
+def _raise_truncated_if_short(data: bytes, header_code: int, preamble_size: int,
+                              header_end: int) -> None:
     """On a CRC mismatch, say "truncated" when the intact header expects more data."""
     try:
-        _, entries = _check_header(_parse_header(data[PREAMBLE_SIZE:header_end], header_code))
+        _, entries = check_header(parse_header(data[preamble_size:header_end], header_code))
         expected = header_end + sum(sum(entry["l"]) for entry in entries)
     except FormatError:
         return
@@ -325,79 +331,10 @@ def _raise_truncated_if_short(data: bytes, header_code: int, header_end: int) ->
         )
 
 
-def _parse_header(raw: bytes, header_code: int) -> dict:
-    if header_code == 1:
-        inflater = zlib.decompressobj(-15)
-        try:
-            raw = inflater.decompress(raw, MAX_INFLATED_HEADER_BYTES)
-        except zlib.error as error:
-            raise FormatError(f"the header cannot be inflated: {error}") from None
-        if inflater.unconsumed_tail or not inflater.eof:
-            raise FormatError("the deflated header is incomplete or larger than the cap")
-    elif header_code != 0:
-        raise FormatError(f"unknown header encoding {header_code}; expected 0 (JSON) or 1")
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise FormatError(f"the header is not valid JSON: {error}") from None
-    if not isinstance(header, dict):
-        raise FormatError(f"the header must be a JSON object, got {type(header).__name__}")
-    return header
-
-
-def _check_header(header: dict) -> tuple[dict, list[dict]]:
-    if set(header) != {"m", "t"}:
-        raise FormatError(f"header keys {sorted(header)}, expected ['m', 't']")
-    manifest, entries = header["m"], header["t"]
-    if not isinstance(manifest, dict):
-        raise FormatError(f"the manifest must be a JSON object, got {type(manifest).__name__}")
-    if not isinstance(entries, list):
-        raise FormatError(f"the tensor table must be a JSON list, got {type(entries).__name__}")
-    names = set()
-    for index, entry in enumerate(entries):
-        _check_entry(index, entry)
-        if entry["n"] in names:
-            raise FormatError(f"tensor {entry['n']!r} appears twice in the header")
-        names.add(entry["n"])
-    return manifest, entries
-
-
-def _is_count(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _check_entry(index: int, entry) -> None:
-    where = f"tensor entry {index}"
-    if not isinstance(entry, dict) or set(entry) != {"n", "t", "d", "s", "l"}:
-        raise FormatError(f"{where}: expected an object with keys n, t, d, s, l, got {entry!r}"[
-            :300])
-    if not isinstance(entry["n"], str):
-        raise FormatError(f"{where}: name must be a string, got {entry['n']!r}")
-    where = f"tensor {entry['n']!r}"
-    if entry["t"] not in SECTION_COUNTS:
-        raise FormatError(f"{where}: unknown kind {entry['t']!r}; expected one of r, q, p")
-    allowed = FLOAT_DTYPES if entry["t"] == "q" else tuple(STORAGE_DTYPES)
-    if entry["d"] not in allowed:
-        raise FormatError(f"{where}: dtype {entry['d']!r} is not one of {list(allowed)}")
-    shape = entry["s"]
-    if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
-        raise FormatError(f"{where}: shape must be a list of non-negative integers, got {shape!r}")
-    lengths = entry["l"]
-    if not isinstance(lengths, list) or len(lengths) not in SECTION_COUNTS[entry["t"]]:
-        raise FormatError(
-            f"{where}: expected {' or '.join(map(str, SECTION_COUNTS[entry['t']]))} section "
-            f"lengths, got {lengths!r}"
-        )
-    if not all(_is_count(length) for length in lengths):
-        raise FormatError(
-            f"{where}: section lengths must be non-negative integers, got {lengths!r} "
-            f"(sections would overlap)"
-        )
-
-
-def _decode_tensor(entry: dict, sections: list) -> tuple[Tensor, str | None, str | None]:
+def _decode_tensor(entry: dict, sections: list,
+                   version: int) -> tuple[Tensor, str | None, str | None]:
     name, kind, dtype, shape = entry["n"], entry["t"], entry["d"], tuple(entry["s"])
-    numel = int(np.prod(shape, dtype=np.int64))
+    numel = numel_of(shape)  # bounded by the file's element budget
     storage = STORAGE_DTYPES[dtype]
     try:
         if kind == "r":
@@ -409,9 +346,9 @@ def _decode_tensor(entry: dict, sections: list) -> tuple[Tensor, str | None, str
             array = np.frombuffer(sections[0], dtype=storage).reshape(shape).copy()
             return RawTensor(name, array, dtype), None, None
         if kind == "q":
-            return _decode_quantized(name, dtype, shape, numel, sections)
+            return _decode_quantized(name, dtype, shape, numel, sections, version)
         mask, method = decode_positions(ByteReader(sections[0], f"tensor {name!r} positions"),
-                                        numel)
+                                        numel, version)
         kept = int(mask.sum())
         if len(sections[1]) != kept * storage.itemsize:
             raise FormatError(
@@ -424,7 +361,7 @@ def _decode_tensor(entry: dict, sections: list) -> tuple[Tensor, str | None, str
         raise FormatError(f"tensor {name!r}: inconsistent content: {error}") from None
 
 
-def _decode_quantized(name, dtype, shape, numel, sections):
+def _decode_quantized(name, dtype, shape, numel, sections, version):
     storage = STORAGE_DTYPES[dtype]
     if len(sections[0]) == 0 or len(sections[0]) % storage.itemsize:
         raise FormatError(
@@ -438,18 +375,18 @@ def _decode_quantized(name, dtype, shape, numel, sections):
         codebook = stored.astype(np.float64 if dtype == "float64" else np.float32)
     if not np.all(np.isfinite(codebook)):
         raise FormatError(f"tensor {name!r}: the codebook holds NaN or inf")
-    indices, alphabet_size, coder = decode_stream(ByteReader(sections[1], f"tensor {name!r} "
-                                                                          "indices"))
+    mask, method = None, None
+    if len(sections) == 3:  # positions first: they say how many indices there must be
+        mask, method = decode_positions(ByteReader(sections[2], f"tensor {name!r} positions"),
+                                        numel, version)
+    kept = numel if mask is None else int(mask.sum())
+    indices, alphabet_size, coder = decode_stream(
+        ByteReader(sections[1], f"tensor {name!r} indices"), kept, codebook.size, version)
     if alphabet_size != codebook.size:
         raise FormatError(
             f"tensor {name!r}: index alphabet {alphabet_size} differs from codebook size "
             f"{codebook.size}"
         )
-    mask, method = None, None
-    if len(sections) == 3:
-        mask, method = decode_positions(ByteReader(sections[2], f"tensor {name!r} positions"),
-                                        numel)
-    kept = numel if mask is None else int(mask.sum())
     if len(indices) != kept:
         raise FormatError(
             f"tensor {name!r}: {len(indices)} indices for {kept} kept positions"

@@ -88,45 +88,68 @@ def encode_huffman(symbols: np.ndarray, alphabet_size: int) -> bytes:
     return encode_uint_table(lengths) + pack_bits(bits)
 
 
+# Bits decoded per block: bounds the decoder's temporary arrays (~40 bytes per bit) whatever
+# the payload size.
+_BLOCK_BITS = 1 << 16
+
+
 def decode_huffman(reader: ByteReader, count: int, alphabet_size: int) -> np.ndarray:
     """Inverse of :func:`encode_huffman`; consumes the rest of ``reader``. Returns (count,)."""
-    lengths = decode_uint_table(reader, alphabet_size)
-    payload = np.frombuffer(reader.rest(), dtype=np.uint8)
     where = reader.where
-    if lengths.max(initial=0) > MAX_CODE_LENGTH or not lengths.any():
-        raise FormatError(f"{where}: invalid Huffman code lengths")
+    lengths = decode_uint_table(reader, alphabet_size, max_value=MAX_CODE_LENGTH)
+    payload = np.frombuffer(reader.rest(), dtype=np.uint8)
+    if not lengths.any():
+        raise FormatError(f"{where}: invalid Huffman code lengths (all zero)")
     kraft = float(np.sum(np.ldexp(1.0, -lengths[lengths > 0])))
     if kraft > 1.0 + 1e-12:
         raise FormatError(f"{where}: Huffman code lengths violate the Kraft inequality")
+    total_bits = 8 * len(payload)
+    if count > total_bits:  # every code is at least one bit long
+        raise FormatError(f"{where}: {count} symbols cannot fit in {total_bits} payload bits")
     max_length = int(lengths.max())
     codes = canonical_codes(lengths)
-    bits = np.unpackbits(payload).astype(np.uint64)  # (8 * payload bytes,)
-    padded = np.concatenate([bits, np.zeros(max_length, dtype=np.uint64)])
-    window = np.zeros(len(bits), dtype=np.uint64)  # (nbits,) next max_length bits, MSB first
-    for offset in range(max_length):
-        window = (window << np.uint64(1)) | padded[offset:offset + len(bits)]
     # Per-length canonical tables: left-justified first code and symbols in canonical order.
     order = np.lexsort((np.arange(len(lengths)), lengths))
     order = order[lengths[order] > 0]
     sorted_lengths = lengths[order]
-    left_justified = codes[order] << (max_length - sorted_lengths).astype(np.uint64)
-    # Codes left-justified are increasing in canonical order, so the last code <= window is the
-    # one whose prefix matches (the code is prefix-free and complete enough for valid data).
-    position = np.searchsorted(left_justified, window, side="right") - 1
-    position = np.maximum(position, 0)
-    code_length = sorted_lengths[position]  # (nbits,) length of the code starting at each bit
-    next_start = (np.arange(len(bits)) + code_length).tolist()
-    starts = np.empty(count, dtype=np.int64)
-    bit = 0
-    for index in range(count):
-        if bit >= len(bits):
+    sorted_codes = codes[order]
+    left_justified = sorted_codes << (max_length - sorted_lengths).astype(np.uint64)
+    out = np.empty(count, dtype=np.int64)
+    bit, index = 0, 0
+    while index < count:
+        if bit >= total_bits:
             raise FormatError(f"{where}: Huffman payload ends after {index} of {count} symbols")
-        starts[index] = bit
-        bit = next_start[bit]
-    if bit > len(bits) or len(bits) - bit >= 8:
+        base, block_end = bit, min(total_bits, bit + _BLOCK_BITS)
+        window = _windows(payload, base, block_end, max_length)  # (block,) uint64
+        # Codes left-justified increase in canonical order, so the last one <= the window is
+        # the code that prefixes it (checked below).
+        position = np.maximum(np.searchsorted(left_justified, window, side="right") - 1, 0)
+        next_start = (np.arange(base, block_end) + sorted_lengths[position]).tolist()
+        first = index
+        starts = []
+        while index < count and bit < block_end:
+            starts.append(bit - base)
+            bit = next_start[bit - base]
+            index += 1
+        found = position[starts]
+        prefix = window[starts] >> (max_length - sorted_lengths[found]).astype(np.uint64)
+        if np.any(prefix != sorted_codes[found]):
+            raise FormatError(f"{where}: Huffman payload holds an invalid code")
+        out[first:index] = order[found]
+    if bit > total_bits or total_bits - bit >= 8:
         raise FormatError(f"{where}: Huffman payload length does not match {count} symbols")
-    found = position[starts]
-    prefix = window[starts] >> (max_length - sorted_lengths[found]).astype(np.uint64)
-    if np.any(prefix != codes[order][found]):
-        raise FormatError(f"{where}: Huffman payload holds an invalid code")
-    return order[found].astype(np.int64)
+    return out
+
+
+def _windows(payload: np.ndarray, start: int, end: int, width: int) -> np.ndarray:
+    """(end - start,) uint64: the ``width`` bits starting at each bit position, MSB first,
+    zero padded past the payload's end."""
+    first_byte, last_byte = start // 8, min(len(payload), (end + width + 7) // 8)
+    bits = np.unpackbits(payload[first_byte:last_byte]).astype(np.uint64)
+    offset = start - 8 * first_byte
+    count = end - start
+    padded = np.concatenate([bits[offset:], np.zeros(count + width, dtype=np.uint64)])
+    window = np.zeros(count, dtype=np.uint64)
+    for shift in range(width):
+        window = (window << np.uint64(1)) | padded[shift:shift + count]
+    return window

@@ -38,15 +38,19 @@ def encode_positions(mask: np.ndarray, coder: str) -> bytes:
     return min(candidates, key=len)  # first (simplest) method wins ties
 
 
-def decode_positions(reader: ByteReader, numel: int) -> tuple[np.ndarray, str]:
-    """Read a position section (to its end). Returns ((numel,) bool mask, method name)."""
+def decode_positions(reader: ByteReader, numel: int, version: int = 2) -> tuple[np.ndarray, str]:
+    """Read a position section (to its end). Returns ((numel,) bool mask, method name).
+
+    ``numel`` must already be bounded by the caller; every count read here is checked
+    against it before use.
+    """
     method = reader.read_u8()
     if method not in POSITION_METHODS:
         raise FormatError(f"{reader.where}: unknown position method {method}")
     if method == 0:
         mask = unpack_bits(reader.rest(), numel, reader.where).astype(bool)
     elif method == 1:
-        symbols, alphabet_size, _ = decode_stream(reader)
+        symbols, alphabet_size, _ = decode_stream(reader, numel, 2, version)
         if alphabet_size != 2 or len(symbols) != numel:
             raise FormatError(
                 f"{reader.where}: mask stream has {len(symbols)} symbols over alphabet "
@@ -54,7 +58,7 @@ def decode_positions(reader: ByteReader, numel: int) -> tuple[np.ndarray, str]:
             )
         mask = symbols.astype(bool)
     else:
-        positions = _decode_gaps(reader, numel)
+        positions = _decode_gaps(reader, numel, version)
         mask = np.zeros(numel, dtype=bool)
         mask[positions] = True
         if method == 3:
@@ -86,22 +90,29 @@ def _offset_bits(offsets: np.ndarray, widths: np.ndarray) -> np.ndarray:
     return ((offsets[owner] >> shift) & 1).astype(np.uint8)
 
 
-def _decode_gaps(reader: ByteReader, numel: int) -> np.ndarray:
+def _decode_gaps(reader: ByteReader, numel: int, version: int) -> np.ndarray:
+    """(m,) strictly increasing positions in [0, numel)."""
     stream_length = reader.read_varint()
     stream_reader = ByteReader(reader.read(stream_length), reader.where + " (gap buckets)")
-    buckets, _, _ = decode_stream(stream_reader)
-    if len(buckets) > numel or buckets.max(initial=0) > 62:
-        raise FormatError(f"{reader.where}: gap stream does not fit a tensor of {numel}")
+    # A gap is < numel, so its bucket is < numel.bit_length(): the alphabet is bounded too.
+    buckets, _, _ = decode_stream(stream_reader, numel, max(1, numel.bit_length()), version)
     total_bits = int(buckets.sum())
+    if total_bits > 8 * reader.remaining:
+        raise FormatError(f"{reader.where}: gap offsets need {total_bits} bits, only "
+                          f"{8 * reader.remaining} remain")
     bits = unpack_bits(reader.rest(), total_bits, reader.where).astype(np.int64)
     owner = np.repeat(np.arange(len(buckets)), buckets)
     weights = np.left_shift(1, buckets[owner] - 1 - (np.arange(total_bits) - (
         np.cumsum(buckets) - buckets)[owner]))
     offsets = np.bincount(owner, weights=bits * weights, minlength=len(buckets)).astype(np.int64)
-    gaps = np.left_shift(1, buckets) + offsets - 1
-    positions = np.cumsum(gaps + 1) - 1
-    if len(positions) and positions[-1] >= numel:
+    gaps = np.left_shift(1, buckets) + offsets - 1  # each < 2 * numel: no overflow below
+    # Positions are p_i = sum_{j<=i} (g_j + 1) - 1: the last one must be < numel.
+    # (The float64 sum first: an int64 sum of hostile gaps could wrap around.)
+    end = float(np.sum(gaps, dtype=np.float64)) + len(gaps)
+    if end <= numel + 1:
+        end = int(np.sum(gaps + 1, dtype=np.int64))
+    if end > numel:
         raise FormatError(
-            f"{reader.where}: gap-coded position {positions[-1]} is outside a tensor of {numel}"
+            f"{reader.where}: gap-coded position {int(end) - 1} is outside a tensor of {numel}"
         )
-    return positions
+    return np.cumsum(gaps + 1) - 1

@@ -2,13 +2,20 @@
 
 Layout of a stream (all integers LEB128 varints unless noted)::
 
-    u8 coder      0 = constant (every symbol equal; also the empty stream), 1 = ANS, 2 = Huffman
+    u8 coder      0 = constant (every symbol equal; also the empty stream),
+                  1 = ANS with constriction's float model (version-1 files only),
+                  2 = Huffman, 3 = rANS with the format's integer model (version 2);
+                  other ids are reserved for future coders (a reader rejects them)
     n             number of symbols
     k             alphabet size; symbols are in [0, k)
-    body          constant: the symbol (absent when n = 0); ANS / Huffman: see those modules
+    body          constant: the symbol (absent when n = 0); others: see their modules
 
 A stream with fewer than two distinct symbols is always written as "constant": it carries no
 information, so it costs no payload bits whatever coder was asked for.
+
+The reader never trusts n or k: the caller says how many symbols the stream may hold (known
+from the tensor's shape and mask) and how large the alphabet may be, and both are checked
+before anything is allocated or any decoder runs.
 """
 
 from __future__ import annotations
@@ -16,18 +23,18 @@ from __future__ import annotations
 import numpy as np
 
 from rdcompress.codec._bytes import ByteReader, encode_varint
-from rdcompress.codec.ans import decode_ans, encode_ans
 from rdcompress.codec.huffman import decode_huffman, encode_huffman
+from rdcompress.codec.rans import MAX_PRECISION, decode_rans, encode_rans
 from rdcompress.errors import ConfigError, FormatError
 
-CODER_IDS = {"constant": 0, "ans": 1, "huffman": 2}
+CODER_IDS = {"constant": 0, "ans-v1": 1, "huffman": 2, "ans": 3}
 CODER_NAMES = {value: key for key, value in CODER_IDS.items()}
-# A sanity bound against hostile files asking for absurd allocations (2**40 symbols).
-_MAX_SYMBOLS = 1 << 40
+# The coders each format version may use.
+VERSION_CODERS = {1: (0, 1, 2), 2: (0, 2, 3)}
 
 
 def encode_stream(symbols: np.ndarray, alphabet_size: int, coder: str) -> bytes:
-    """(n,) integer symbols in [0, alphabet_size) -> stream bytes."""
+    """(n,) integer symbols in [0, alphabet_size) -> stream bytes (format version 2)."""
     if coder not in ("ans", "huffman"):
         raise ConfigError(f"coder={coder!r} is not supported; expected 'ans' or 'huffman'")
     symbols = np.asarray(symbols, dtype=np.int64).reshape(-1)
@@ -42,22 +49,39 @@ def encode_stream(symbols: np.ndarray, alphabet_size: int, coder: str) -> bytes:
     if symbols.size == 0 or bool(np.all(symbols == symbols[0])):
         body = encode_varint(int(symbols[0])) if symbols.size else b""
         return bytes([CODER_IDS["constant"]]) + head + body
-    body = encode_ans(symbols, alphabet_size) if coder == "ans" else encode_huffman(
+    if coder == "ans" and len(np.unique(symbols)) > 1 << MAX_PRECISION:
+        coder = "huffman"  # the integer model has 2**16 slots: more symbols than that
+    body = encode_rans(symbols, alphabet_size) if coder == "ans" else encode_huffman(
         symbols, alphabet_size
     )
     return bytes([CODER_IDS[coder]]) + head + body
 
 
-def decode_stream(reader: ByteReader) -> tuple[np.ndarray, int, str]:
-    """Read one stream, consuming ``reader`` to its end. Returns (symbols, alphabet size, coder)."""
+def decode_stream(reader: ByteReader, max_symbols: int, max_alphabet: int,
+                  version: int = 2) -> tuple[np.ndarray, int, str]:
+    """Read one stream, consuming ``reader`` to its end. Returns (symbols, alphabet size, coder).
+
+    ``max_symbols`` / ``max_alphabet`` bound n and k (FormatError beyond); ``version`` is the
+    file's format version, which decides the coders allowed.
+    """
     coder_id = reader.read_u8()
-    if coder_id not in CODER_NAMES:
-        raise FormatError(f"{reader.where}: unknown stream coder id {coder_id}")
+    if coder_id not in VERSION_CODERS.get(version, ()):
+        known = "unknown" if coder_id not in CODER_NAMES else "not allowed"
+        raise FormatError(
+            f"{reader.where}: stream coder id {coder_id} is {known} in format version "
+            f"{version} (allowed: {list(VERSION_CODERS.get(version, ()))})"
+        )
     count = reader.read_varint()
     alphabet_size = reader.read_varint()
-    if count > _MAX_SYMBOLS or alphabet_size < 1 or alphabet_size > _MAX_SYMBOLS:
+    if count > max_symbols:
         raise FormatError(
-            f"{reader.where}: implausible stream size (n={count}, k={alphabet_size})"
+            f"{reader.where}: the stream declares {count} symbols, at most {max_symbols} fit "
+            f"this tensor"
+        )
+    if not 1 <= alphabet_size <= max_alphabet:
+        raise FormatError(
+            f"{reader.where}: the stream's alphabet size {alphabet_size} is outside "
+            f"1..{max_alphabet}"
         )
     coder = CODER_NAMES[coder_id]
     if coder == "constant":
@@ -70,6 +94,10 @@ def decode_stream(reader: ByteReader) -> tuple[np.ndarray, int, str]:
             symbols = np.full(count, symbol, dtype=np.int64)
         reader.expect_end()
     elif coder == "ans":
+        symbols = decode_rans(reader, count, alphabet_size)
+    elif coder == "ans-v1":
+        from rdcompress.codec.ans import decode_ans  # constriction: version-1 files only
+
         symbols = decode_ans(reader, count, alphabet_size)
     else:
         symbols = decode_huffman(reader, count, alphabet_size)
