@@ -17,11 +17,11 @@ from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from rdcompress import __version__
 from rdcompress._io import atomic_write_bytes, atomic_write_text, state_dict_sha256
+from rdcompress.codec.safetensors_out import safetensors_bytes
 from rdcompress.errors import ConfigError, NonFiniteError
 from rdcompress.evaluate import classification_metrics, collect_outputs
 from rdcompress.models import ZOO, Preprocessing, build_from_spec, get_entry
@@ -127,7 +127,12 @@ def train(config: TrainConfig) -> TrainResult:
 
 
 def save_trained(result: TrainResult, path: str | Path) -> Path:
-    """Write ``path`` (.safetensors) and its sidecar ``.json`` atomically; returns the sidecar."""
+    """Write ``path`` (.safetensors) and its sidecar ``.json`` atomically; returns the sidecar.
+
+    Both files are byte-identical for identical training: the sidecar records no wall time
+    (``result.seconds`` is for the caller to print) and the weights go through the canonical
+    ``safetensors_bytes`` writer.
+    """
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ConfigError(f"output {str(path)!r} must end in .safetensors")
@@ -141,10 +146,9 @@ def save_trained(result: TrainResult, path: str | Path) -> Path:
         "metrics": result.metrics,
         "seed": result.config.seed,
         "train_config": result.config.to_dict(),
-        "train_seconds": round(result.seconds, 3),
         "weights_sha256": state_dict_sha256(state),
     }
-    atomic_write_bytes(path, save_safetensors(state, metadata={"format": SIDECAR_FORMAT}))
+    atomic_write_bytes(path, safetensors_bytes(state, {"format": SIDECAR_FORMAT}))
     side = sidecar_path(path)
     atomic_write_text(side, json.dumps(sidecar, indent=2) + "\n")
     return side
