@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import struct
+import warnings
 
 import pytest
 import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
 from safetensors.torch import save_file
 from torch import nn
 
+from rdcompress.codec.safetensors_out import safetensors_bytes
 from rdcompress.errors import (
+    ChecksumError,
     ConfigError,
     CorruptFileError,
     FormatError,
@@ -24,6 +31,7 @@ from rdcompress.importance import (
     baseline_importance,
     compute_importance,
 )
+from rdcompress.importance.result import header
 
 
 def _model_and_data(seed: int = 0):
@@ -156,6 +164,27 @@ def _header(**changes: str) -> dict[str, str]:
     ({"w": torch.ones(2), "quartic/w": torch.ones(3)}, _header(), "'w' has no quadratic"),
     ({"w": torch.ones(2), "v": torch.ones(1), "quartic/w": torch.ones(2)}, _header(),
      r"\['v'\] have no quartic"),
+    ({}, _header(), "holds no tensors"),
+    ({"w": torch.ones(2)}, _header(version="+1"), "version '\\+1' is not a decimal"),
+    ({"w": torch.ones(2)}, _header(version="9" * 5000), "is not a decimal integer"),
+    ({"w": torch.ones(2)}, _header(num_samples="1e3"), "num_samples '1e3' is not a decimal"),
+    ({"w": torch.ones(2)}, _header(num_samples=" 5"), "num_samples ' 5' is not a decimal"),
+    ({"w": torch.ones(2)}, _header(num_samples="\u0663"), "is not a decimal integer"),
+    ({"w": torch.ones(2)}, _header(num_samples="9" * 5000), "is not a decimal integer"),
+    ({"w": torch.ones(2)}, _header(num_samples="0"), "num_samples 0 with objective 'fisher'"),
+    ({"w": torch.ones(2)}, _header(temperature="9" * 4000), "temperature 9999"),
+    ({"w": torch.ones(2)}, _header(temperature="NaN"), "temperature nan"),
+    ({"w": torch.ones(2)}, _header(temperature="[" * 100_000), "nested too deeply"),
+    ({"w": torch.ones(2)}, _header(metadata='{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+     "nested too deeply"),
+    ({"w": torch.ones(2)}, _header(metadata='{"a": ' + "9" * 5000 + "}"),
+     "damaged importance header: invalid JSON"),
+    ({"w": torch.ones(2)}, _header(metadata='{"a": 1, "a": 2}'), r"names \['a'\] more than once"),
+    ({"w": torch.ones(2)}, _header(metadata='{"config": []}'), "'config' is not a JSON object"),
+    ({"w": torch.ones(2)}, _header(metadata='{"frozen": "w"}'), "'frozen' is not a list"),
+    ({"w": torch.ones(2)}, _header(metadata='{"excluded_frozen": 1}'), "not true or false"),
+    ({"w": torch.ones(2)}, _header(extra="1"), r"unknown metadata keys \['extra'\]"),
+    ({"w": torch.ones(2)}, _header(num_samples="<drop>"), "key 'num_samples' is missing"),
 ])
 def test_invalid_importance_files_are_rejected_with_the_reason(tmp_path, tensors, header,
                                                                 message):
@@ -168,6 +197,16 @@ def test_invalid_importance_files_are_rejected_with_the_reason(tmp_path, tensors
 def test_invalid_partial_sum_files_are_rejected(tmp_path):
     header = _header(kind="partial-sums")
     path = tmp_path / "bad.safetensors"
+    sums = {"sum/w": torch.ones(2, dtype=torch.float64)}
+    for metadata, message in [('{"touched": 3}', "'touched' is not a list"),
+                              ('{"mu": -1}', "'mu' -1 is not a finite number >= 0"),
+                              ('{"mu": "0.5"}', "'mu' '0.5' is not a finite number")]:
+        save_file(sums, path, metadata={**header, "metadata": metadata})
+        with pytest.raises(FormatError, match=message):
+            ImportanceAccumulator.load(path)
+    save_file({}, path, metadata=header)
+    with pytest.raises(FormatError, match="holds no tensors"):
+        ImportanceAccumulator.load(path)
     save_file({"sum/w": torch.ones(2, dtype=torch.float64), "w": torch.ones(2)}, path,
               metadata=header)
     with pytest.raises(FormatError, match=r"keys \['w'\] have neither prefix"):
@@ -213,3 +252,149 @@ def test_shards_with_different_seeds_merge():
     assert merged.num_samples == 10
     for name, value in total.items():
         assert torch.equal(merged.quadratic_sum[name], value)
+
+
+# -- integrity: the checksum, the container checks, determinism ---------------------------------
+
+def _u64(value: int) -> bytes:
+    return struct.pack("<Q", value)
+
+
+def _field(text: str) -> bytes:
+    return _u64(len(text.encode())) + text.encode()
+
+
+def test_checksum_is_sha256_of_the_documented_byte_sequence(tmp_path):
+    """Recomputes content_sha256 from docs/importance-format.md ("Integrity") by hand."""
+    imp = Importance("fisher", {"b": torch.tensor([1.5, 2.0]), "a": torch.tensor([[3.0]])},
+                     None, 1.0, 4, "ab" * 32, {"note": "é"})
+    imp.save(tmp_path / "imp.safetensors")
+    data = (tmp_path / "imp.safetensors").read_bytes()
+    meta = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])["__metadata__"]
+    stored = meta.pop("content_sha256")
+    expected = hashlib.sha256(_u64(len(meta)))
+    for key in sorted(meta):
+        expected.update(_field(key) + _field(meta[key]))
+    expected.update(_u64(2))
+    expected.update(_field("a") + _field("F32") + _u64(2) + _u64(1) + _u64(1) + _u64(4)
+                    + struct.pack("<f", 3.0))
+    expected.update(_field("b") + _field("F32") + _u64(1) + _u64(2) + _u64(8)
+                    + struct.pack("<2f", 1.5, 2.0))
+    assert stored == expected.hexdigest()
+
+
+def _saved(tmp_path) -> tuple[bytes, int]:
+    model, inputs, labels = _model_and_data()
+    compute_importance(model, [(inputs, labels)], "fisher").save(tmp_path / "imp.safetensors")
+    data = (tmp_path / "imp.safetensors").read_bytes()
+    return data, 8 + int.from_bytes(data[:8], "little")
+
+
+def test_a_flipped_bit_in_the_data_is_refused(tmp_path):
+    data, start = _saved(tmp_path)
+    damaged = bytearray(data)
+    damaged[start + 5] ^= 0x01  # a low mantissa bit: still a finite, plausible number
+    (tmp_path / "bad.safetensors").write_bytes(bytes(damaged))
+    with pytest.raises(ChecksumError, match="is damaged: its content_sha256 is"):
+        Importance.load(tmp_path / "bad.safetensors")
+
+
+def test_an_edited_header_value_is_refused(tmp_path):
+    data, start = _saved(tmp_path)
+    edited = data.replace(b'"num_samples":"10"', b'"num_samples":"90"')
+    assert edited != data and len(edited) == len(data)
+    (tmp_path / "bad.safetensors").write_bytes(edited)
+    with pytest.raises(ChecksumError, match="recompute it"):
+        Importance.load(tmp_path / "bad.safetensors")
+
+
+def test_a_file_without_checksum_loads_with_a_warning(tmp_path):
+    model, inputs, labels = _model_and_data()
+    imp = compute_importance(model, [(inputs, labels)], "fisher")
+    save_file(imp.quadratic, tmp_path / "old.safetensors", metadata=header(
+        "importance", imp.objective, imp.temperature, imp.num_samples, imp.weights_sha256,
+        imp.metadata))  # what rdcompress wrote before checksums
+    with pytest.warns(UserWarning, match="has no content_sha256") as record:
+        loaded = Importance.load(tmp_path / "old.safetensors", model)
+    assert record[0].filename == __file__  # stacklevel points at the caller of load
+    assert all(torch.equal(loaded.quadratic[n], v) for n, v in imp.quadratic.items())
+    loaded.save(tmp_path / "new.safetensors")  # re-saving adds the checksum
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Importance.load(tmp_path / "new.safetensors", model)
+
+
+def test_container_damage_is_reported_before_parsing(tmp_path):
+    path = tmp_path / "bad.safetensors"
+    data, _ = _saved(tmp_path)
+    for content, message in [
+        (b"\x01\x02\x03", "3 bytes, fewer than the 8-byte header length"),
+        ((2 ** 60).to_bytes(8, "little") + data[8:], f"header length {2 ** 60} exceeds"),
+        ((len(data) - 7).to_bytes(8, "little") + data[8:], "exceeds the"),
+        (data[:-1], "not a readable safetensors file"),
+    ]:
+        path.write_bytes(content)
+        with pytest.raises(CorruptFileError, match=message):
+            Importance.load(path)
+
+
+def test_duplicate_tensor_names_in_the_header_are_refused(tmp_path):
+    entry = '"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}'
+    head = ('{"__metadata__":' + json.dumps(_header()) + "," + entry + "," + entry + "}").encode()
+    (tmp_path / "dup.safetensors").write_bytes(
+        len(head).to_bytes(8, "little") + head + b"\0\0\x80\x3f")
+    with pytest.raises(CorruptFileError, match=r"names \['w'\] more than once"):
+        Importance.load(tmp_path / "dup.safetensors")
+
+
+def test_paths_that_are_not_files_are_refused(tmp_path):
+    with pytest.raises(CorruptFileError, match="is a directory"):
+        Importance.load(tmp_path)
+    with pytest.raises(CorruptFileError, match="not a regular file"):
+        Importance.load("/dev/null")
+
+
+def test_missing_parameters_are_refused_against_the_model(tmp_path):
+    model, inputs, labels = _model_and_data()
+    imp = compute_importance(model, [(inputs, labels)], "fisher")
+    del imp.quadratic["2.bias"]
+    imp.save(tmp_path / "imp.safetensors")
+    Importance.load(tmp_path / "imp.safetensors")  # without a model nothing says it is missing
+    with pytest.raises(ImportanceMismatchError, match=r"no importance for the model's "
+                                                      r"parameters \['2.bias'\] \(1 of 4\)"):
+        Importance.load(tmp_path / "imp.safetensors", model)
+
+
+def test_excluded_frozen_parameters_may_be_absent(tmp_path):
+    model, inputs, labels = _model_and_data()
+    model[0].weight.requires_grad_(False)
+    imp = compute_importance(model, [(inputs, labels)], "fisher", include_frozen=False)
+    assert "0.weight" not in imp.quadratic
+    imp.save(tmp_path / "imp.safetensors")
+    assert set(Importance.load(tmp_path / "imp.safetensors", model).quadratic) == {
+        "0.bias", "2.weight", "2.bias"}
+
+
+def test_saving_twice_gives_the_same_bytes_with_sorted_metadata(tmp_path):
+    model, inputs, labels = _model_and_data()
+    imp = compute_importance(model, [(inputs, labels)], "gradient")
+    imp.save(tmp_path / "a.safetensors")
+    imp.save(tmp_path / "b.safetensors")
+    data = (tmp_path / "a.safetensors").read_bytes()
+    assert data == (tmp_path / "b.safetensors").read_bytes()
+    keys = list(json.loads(data[8:8 + int.from_bytes(data[:8], "little")])["__metadata__"])
+    assert keys == sorted(keys) and "content_sha256" in keys
+
+
+def test_canonical_writer_agrees_with_the_safetensors_library():
+    tensors = {"b": torch.randn(3, 2), "a": torch.randn(5), "c": torch.tensor(2.0)}
+    assert safetensors_bytes(tensors, {"format": "x"}) == st_save(tensors, {"format": "x"})
+    mixed = {**tensors, "i": torch.arange(3, dtype=torch.int16), "d": torch.randn(2).double(),
+             "m": torch.tensor([True, False]), "e": torch.zeros(0, 3),
+             "h": torch.randn(3).bfloat16()}
+    data = safetensors_bytes(mixed, {"z": "1", "a": "é"})
+    loaded = st_load(data)
+    assert loaded.keys() == mixed.keys()
+    assert all(loaded[k].dtype == v.dtype and torch.equal(loaded[k], v) for k, v in mixed.items())
+    with pytest.raises(ConfigError, match="must map str to str"):
+        safetensors_bytes(tensors, {"n": 1})  # type: ignore[dict-item]
