@@ -2,7 +2,9 @@
 
 Top-level API (imported lazily so that ``rdcompress --help`` stays fast):
 
-- ``rdcompress.load(path)`` — a compressed ``.rdz`` model as a ready ``nn.Module``;
+- ``rdcompress.load(path, model=None, *, trust_code=False)`` — a compressed ``.rdz`` model as a
+  ready ``nn.Module``; the architecture is a zoo name from the file, or ``model`` (a file that
+  names ``package.module:factory`` code is refused unless ``trust_code=True``);
 - ``rdcompress.compress.compress(model, config, importance)`` — the subpackage's function;
 - ``rdcompress.compute_importance(model, loader, objective)`` — see ``rdcompress.importance``.
 """

@@ -21,7 +21,7 @@ import torch
 
 from rdcompress._io import atomic_write_text
 from rdcompress.errors import ConfigError
-from rdcompress.models import LoadedModel, load_model
+from rdcompress.models import LoadedModel, is_zoo_spec, load_model
 from rdcompress.progress import progress
 
 ROW_FIELDS = [
@@ -68,6 +68,7 @@ class SweepConfig:
     eval_limit: int | None = None  # evaluate on this many test samples, evenly spaced
     train_epochs: int | None = None  # when the model must be trained first
     seed: int = 0
+    trust_code: bool = False  # let the model's sidecar run the package.module:factory it names
 
     def __post_init__(self) -> None:
         for method in self.methods:
@@ -128,7 +129,7 @@ def prepare_model(config: SweepConfig, out: Path) -> tuple[str, str | None]:
 
 def _prepare_model(config: SweepConfig, out: Path) -> LoadedModel:
     model, weights = prepare_model(config, out)
-    return load_model(model, weights=weights)
+    return load_model(model, weights=weights, trust_code=config.trust_code)
 
 
 def run_sweep(config: SweepConfig) -> SweepResult:
@@ -330,7 +331,8 @@ def _one_run(config: SweepConfig, loaded: LoadedModel, importance: Any, method: 
     path = out / "models" / (f"{method}-{objective}-{value:g}".replace("+", "-") + ".rdz")
     path.parent.mkdir(parents=True, exist_ok=True)
     summary = compressed.save(path)
-    module = load(path, model=None if loaded.spec else _fresh_copy(loaded.module))
+    # the file's own spec rebuilds zoo models; other architectures are the one already loaded
+    module = load(path, model=None if is_zoo_spec(loaded.spec) else _fresh_copy(loaded.module))
     logits, _ = collect_outputs(module, test_loader)
     metrics = classification_metrics(logits, labels, reference_logits)
     # the paper's ratio: kept fraction (pruning), Huffman bits / 32 (quantization); for low

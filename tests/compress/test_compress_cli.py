@@ -23,7 +23,7 @@ from rdcompress.errors import ConfigError, ImportanceMismatchError  # noqa: E402
 def net(monkeypatch):
     model = tiny_net()
 
-    def fake_load_model(source, weights=None, arch=None):
+    def fake_load_model(source, weights=None, arch=None, trust_code=False):
         assert source == "tiny"
         return SimpleNamespace(module=model, spec=None, dataset=None,
                                preprocessing=SimpleNamespace(to_dict=lambda: {}))

@@ -26,7 +26,7 @@ LAYERS = ("0.weight", "4.weight")  # conv (4, 1, 3, 3) and linear (10, 64)
 def net(monkeypatch):
     model = tiny_net()
 
-    def fake_load_model(source, weights=None, arch=None):
+    def fake_load_model(source, weights=None, arch=None, trust_code=False):
         if source != "tiny":
             raise AssertionError(source)
         return SimpleNamespace(module=model, spec=None, dataset=None,

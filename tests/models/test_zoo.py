@@ -44,12 +44,14 @@ def test_resnet_option_a_shortcut_has_no_parameters():
 def test_spec_round_trip_and_factory():
     spec = {"factory": "rdcompress.models.mlp:MLP",
             "kwargs": {"in_features": 4, "hidden": [3], "num_classes": 2}}
-    model = build_from_spec(spec)
+    with pytest.raises(ModelError, match="never imports or runs code named by a file"):
+        build_from_spec(spec)  # a factory runs only when the caller trusts it
+    model = build_from_spec(spec, trust_code=True)
     assert model(torch.rand(5, 4)).shape == (5, 2)
     with pytest.raises(ModelError, match="package.module:function"):
-        build_from_spec({"factory": "no_colon_here"})
+        build_from_spec({"factory": "no_colon_here"}, trust_code=True)
     with pytest.raises(ModelError, match="cannot import"):
-        build_from_spec({"factory": "not_a_module_xyz:f"})
+        build_from_spec({"factory": "not_a_module_xyz:f"}, trust_code=True)
     with pytest.raises(ModelError, match="unknown zoo model 'nope'.*digits-mlp"):
         build("nope")
 

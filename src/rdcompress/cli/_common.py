@@ -36,8 +36,21 @@ def add_model_arguments(parser: argparse.ArgumentParser, name: str = "model") ->
     parser.add_argument(name, metavar=name.upper(), help=MODEL_HELP)
     parser.add_argument("--weights", help="weights file (safetensors or torch.save) for a zoo "
                         "name or package.module:factory MODEL")
-    parser.add_argument("--arch", help="architecture of a checkpoint MODEL without a sidecar: a "
-                        "zoo name or package.module:factory")
+    parser.add_argument("--arch", help="architecture of a checkpoint MODEL without a sidecar, or "
+                        "of a .rdz whose file names no zoo model: a zoo name or "
+                        "package.module:factory (the code you name here is run)")
+    add_trust_argument(parser)
+
+
+TRUST_HELP = (
+    "let a sidecar .json or .rdz manifest that names package.module:factory code import and run "
+    "it; only for files whose author you trust (default: such files are refused; --arch names "
+    "the code yourself instead)"
+)
+
+
+def add_trust_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, split: str = "test") -> None:

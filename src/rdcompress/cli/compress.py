@@ -155,7 +155,8 @@ def run(args: argparse.Namespace) -> int:
     from rdcompress.models import load_model
 
     config = build_config(args)
-    loaded = load_model(args.model, weights=args.weights, arch=args.arch)
+    loaded = load_model(args.model, weights=args.weights, arch=args.arch,
+                        trust_code=args.trust_code)
     metadata = {"dataset": loaded.dataset,
                 "preprocessing": loaded.preprocessing.to_dict() if loaded.preprocessing else None}
     if args.method.startswith("greedy"):

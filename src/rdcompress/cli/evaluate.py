@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from rdcompress.models import load_model
     from rdcompress.pipeline import make_loader
 
-    loaded = load_model(args.model, weights=args.weights, arch=args.arch)
+    loaded = load_model(args.model, weights=args.weights, arch=args.arch,
+                        trust_code=args.trust_code)
     dataset_name = args.data or loaded.dataset
     if dataset_name is None:
         raise ConfigError("no dataset known for this model: pass --data NAME")
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     logits, labels = outputs(loaded.module, args.split)
     reference_logits = None
     if args.reference:
-        reference = load_model(args.reference)
+        reference = load_model(args.reference, trust_code=args.trust_code)
         reference_logits = outputs(reference.module, args.split)[0]
     metrics = classification_metrics(logits, labels, reference_logits)
     result = {"model": args.model, "dataset": dataset_name, "split": args.split,

@@ -84,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
         mu=args.mu, hessian_method=args.hessian_method, num_probes=args.num_probes,
         chunk_size=args.chunk_size, max_samples=args.limit, dtype=args.dtype,
         include_frozen=not args.exclude_frozen, seed=args.seed)
-    loaded = load_model(args.model, weights=args.weights, arch=args.arch)
+    loaded = load_model(args.model, weights=args.weights, arch=args.arch,
+                        trust_code=args.trust_code)
     dataset_name = args.data or loaded.dataset
     if dataset_name is None and config.objective != "baseline":
         raise ConfigError("no dataset known for this model: pass --data NAME")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rdcompress.cli._common import comma_list, print_table
+from rdcompress.cli._common import add_trust_argument, comma_list, print_table
 
 _floats, _ints, _names = comma_list(float), comma_list(int), comma_list(str)
 
@@ -31,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="zoo name (trained first unless --weights), or a trained "
                         ".safetensors with sidecar (default: digits-mlp)")
     parser.add_argument("--weights", help="weights for a zoo --model (skips training)")
+    add_trust_argument(parser)
     parser.add_argument("--data", help="dataset (default: the model's)")
     parser.add_argument("--data-dir", help="where dataset files are")
     parser.add_argument("-o", "--output-dir", help="default: runs/sweep-MODEL")
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         algorithm=args.algorithm, coder=args.coder,
         calibration_samples=args.calibration_samples, temperature=temperature,
         hessian_mu=args.mu, eval_limit=args.eval_limit, train_epochs=args.epochs,
-        seed=args.seed,
+        seed=args.seed, trust_code=args.trust_code,
     )
     if args.vary:
         return _run_vary(config, args.vary)

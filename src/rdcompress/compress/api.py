@@ -156,31 +156,54 @@ def assemble(
 
 
 def load(path: str | os.PathLike[str], model: nn.Module | None = None, *,
-         return_manifest: bool = False, factorized: bool = False):
+         return_manifest: bool = False, factorized: bool = False, trust_code: bool = False):
     """A ready ``nn.Module`` (eval mode) with the weights of a .rdz file, bit for bit.
 
-    The architecture comes from the manifest's model spec, or from ``model`` (a deep copy is
-    filled; ``model`` itself is untouched). With ``return_manifest`` returns (module, manifest).
-    With ``factorized``, every Linear/Conv2d stored as low-rank factors becomes a
-    ``LowRankLinear``/``LowRankConv2d`` holding the decoded factors (cast to the weight's dtype;
-    exact for float32/float16 factors); other layers (grouped convs included) stay dense.
+    The architecture comes from ``model`` (a deep copy is filled; ``model`` itself is
+    untouched), or else from the manifest's model spec: a zoo name is built from the registry;
+    a ``package.module:factory`` spec is imported and called only with ``trust_code=True``
+    (loading a file never runs code its author chose unless you say so). With
+    ``return_manifest`` returns (module, manifest). With ``factorized``, every Linear/Conv2d
+    stored as low-rank factors becomes a ``LowRankLinear``/``LowRankConv2d`` holding the
+    decoded factors (cast to the weight's dtype; exact for float32/float16 factors); other
+    layers (grouped convs included) stay dense.
     """
     contents = read_rdz(path)
     manifest = contents.manifest
+    state = compose_state(manifest, contents.to_torch())
     if model is None:
-        spec = manifest.get("model")
-        if not spec:
-            raise ModelError(
-                f"{os.fspath(path)!r} records no model spec, so its architecture is unknown; "
-                "pass model=<an instance of the architecture> to load it."
-            )
-        from rdcompress.models import build_from_spec  # the models layer sits below
-
-        module = build_from_spec(spec)
+        module = _module_from_manifest(path, manifest, state, trust_code)
     else:
         module = copy.deepcopy(model)
-    state = compose_state(manifest, contents.to_torch())
-    expected = module.state_dict()
+    _check_state_fits(path, module.state_dict(), state)
+    module.load_state_dict(state, strict=True)
+    if factorized:
+        module = _factorized(module, manifest, contents.to_torch())
+    module.eval()
+    return (module, manifest) if return_manifest else module
+
+
+def _module_from_manifest(path: str | os.PathLike[str], manifest: dict,
+                          state: dict[str, torch.Tensor], trust_code: bool) -> nn.Module:
+    """The manifest's architecture; a zoo spec is checked against ``state`` on the meta device
+    first, so that its kwargs cannot make us allocate what the file's tensors do not fill."""
+    from rdcompress.models import build_from_spec, is_zoo_spec  # the models layer sits below
+
+    spec = manifest.get("model")
+    if not spec:
+        raise ModelError(
+            f"{os.fspath(path)!r} records no model spec, so its architecture is unknown; "
+            "pass model=<an instance of the architecture> to load it."
+        )
+    source = f"the manifest of {os.fspath(path)!r}"
+    if is_zoo_spec(spec):
+        _check_state_fits(path, build_from_spec(spec, device="meta", source=source).state_dict(),
+                          state)
+    return build_from_spec(spec, trust_code=trust_code, source=source)
+
+
+def _check_state_fits(path: str | os.PathLike[str], expected: dict[str, torch.Tensor],
+                      state: dict[str, torch.Tensor]) -> None:
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
         raise ModelError(
@@ -194,11 +217,6 @@ def load(path: str | os.PathLike[str], model: nn.Module | None = None, *,
                 f"{name!r} in the file is {tensor.dtype} {tuple(tensor.shape)} but the model "
                 f"expects {want.dtype} {tuple(want.shape)}."
             )
-    module.load_state_dict(state, strict=True)
-    if factorized:
-        module = _factorized(module, manifest, contents.to_torch())
-    module.eval()
-    return (module, manifest) if return_manifest else module
 
 
 def _factorized(module: nn.Module, manifest: dict, parts: dict[str, torch.Tensor]) -> nn.Module:

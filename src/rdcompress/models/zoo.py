@@ -4,15 +4,24 @@ A *model spec* is plain data that rebuilds an architecture:
 ``{"zoo": "mnist-mlp", "kwargs": {}}`` or ``{"factory": "package.module:function", "kwargs": {}}``.
 Specs go into sidecar JSON files and ``.rdz`` manifests; ``build_from_spec`` turns them back
 into a (randomly initialized) ``nn.Module``.
+
+A spec read from a file is data, never code: ``{"zoo": NAME}`` is looked up in the registry
+below and nothing else; ``{"factory": ...}`` is imported and called only with
+``trust_code=True`` (the transformers ``trust_remote_code`` habit). Callers that are handed a
+factory by the user (``--arch pkg.mod:fn``, ``load(path, model=...)``) need no opt-in: the user
+named the code. The keyword arguments of a spec must be ones the factory takes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import torch
 from torch import nn
 
 from rdcompress.errors import ModelError
@@ -85,11 +94,15 @@ def get_entry(name: str) -> ZooEntry:
 def build(name: str, **kwargs: Any) -> nn.Module:
     """Build a zoo architecture (random initialization)."""
     entry = get_entry(name)
-    return entry.factory(**{**entry.kwargs, **kwargs})
+    _check_kwargs(name, entry.factory, kwargs)
+    return _call(name, entry.factory, {**entry.kwargs, **kwargs})
 
 
 def import_factory(path: str) -> Callable[..., nn.Module]:
-    """Resolve ``'package.module:function'`` to a callable returning an ``nn.Module``."""
+    """Resolve ``'package.module:function'`` to a callable returning an ``nn.Module``.
+
+    Imports the module, which runs its code: call this only for a factory the user named.
+    """
     module_name, sep, attribute = path.partition(":")
     if not sep or not module_name or not attribute:
         raise ModelError(f"model factory {path!r} must look like 'package.module:function'")
@@ -111,17 +124,90 @@ def import_factory(path: str) -> Callable[..., nn.Module]:
     return cast(Callable[..., nn.Module], factory)
 
 
-def build_from_spec(spec: dict[str, Any]) -> nn.Module:
-    """Rebuild an architecture from a model spec (see the module docstring)."""
+def untrusted_factory_message(factory: str, source: str) -> str:
+    """Why a factory named by a file is not run, and the three ways forward."""
+    return (
+        f"{source} names the code {factory!r} as its architecture; rdcompress never imports or "
+        "runs code named by a file. Pass the architecture yourself (rdcompress.load(path, "
+        f"model=YourNet()), load_model(..., arch={factory!r}), or --arch {factory} on the "
+        "command line), or opt in with trust_code=True / --trust-code if you trust the file's "
+        "author."
+    )
+
+
+def is_zoo_spec(spec: Any) -> bool:
+    """True for a well-formed ``{"zoo": NAME, ...}`` spec (built from the registry only)."""
+    return isinstance(spec, dict) and isinstance(spec.get("zoo"), str) and "factory" not in spec
+
+
+def build_from_spec(spec: dict[str, Any], *, trust_code: bool = False,
+                    device: str | None = None, source: str = "the model spec") -> nn.Module:
+    """Rebuild an architecture from a model spec (see the module docstring).
+
+    Args:
+        trust_code: allow a ``{"factory": "pkg.mod:fn"}`` spec to import and call ``fn``.
+            Leave False for a spec read from a file unless its author is trusted.
+        device: build under this torch device (``"meta"``: shapes only, nothing allocated, for
+            checking a file's tensors against the architecture before building it for real).
+        source: where the spec came from, for error messages (e.g. "the manifest of 'm.rdz'").
+    """
     if not isinstance(spec, dict):
-        raise ModelError(f"a model spec must be a dict, got {type(spec).__name__}")
-    kwargs = dict(spec.get("kwargs") or {})
+        raise ModelError(f"{source}: a model spec must be a JSON object, got "
+                         f"{type(spec).__name__}")
+    kwargs = spec.get("kwargs") or {}
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise ModelError(f"{source}: the spec's 'kwargs' must be an object of named arguments, "
+                         f"got {type(kwargs).__name__}")
+    if "zoo" in spec and "factory" in spec:
+        raise ModelError(f"{source}: the spec names both a zoo model and a factory; it must "
+                         "name exactly one")
+    context = torch.device(device) if device is not None else contextlib.nullcontext()
     if "zoo" in spec:
-        return build(spec["zoo"], **kwargs)
+        name = spec["zoo"]
+        if not isinstance(name, str):
+            raise ModelError(f"{source}: the zoo name must be a string, got "
+                             f"{type(name).__name__}")
+        with context:
+            return build(name, **kwargs)
     if "factory" in spec:
-        module = import_factory(spec["factory"])(**kwargs)
+        factory_path = spec["factory"]
+        if not isinstance(factory_path, str):
+            raise ModelError(f"{source}: the factory must be a 'package.module:function' "
+                             f"string, got {type(factory_path).__name__}")
+        if not trust_code:
+            raise ModelError(untrusted_factory_message(factory_path, source))
+        factory = import_factory(factory_path)
+        _check_kwargs(factory_path, factory, kwargs)
+        with context:
+            module = _call(factory_path, factory, kwargs)
         if not isinstance(module, nn.Module):
-            raise ModelError(f"factory {spec['factory']!r} returned {type(module).__name__}, "
+            raise ModelError(f"factory {factory_path!r} returned {type(module).__name__}, "
                              "not an nn.Module")
         return module
-    raise ModelError(f"model spec {spec!r} names neither 'zoo' nor 'factory'")
+    raise ModelError(f"{source}: model spec {spec!r} names neither 'zoo' nor 'factory'")
+
+
+def _check_kwargs(name: str, factory: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+    """ModelError naming the arguments ``factory`` does not take (instead of a TypeError)."""
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature: the call will tell
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return
+    accepted = [p.name for p in parameters
+                if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                              inspect.Parameter.KEYWORD_ONLY)]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ModelError(f"model {name!r} does not take the arguments {unknown}; it takes "
+                         f"{accepted}. The spec was written for another architecture or "
+                         "version; fix its 'kwargs'.")
+
+
+def _call(name: str, factory: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    try:
+        return factory(**kwargs)
+    except (TypeError, ValueError, OverflowError, RuntimeError) as error:
+        shown = {k: (v if len(repr(v)) < 60 else f"{repr(v)[:57]}...") for k, v in kwargs.items()}
+        raise ModelError(f"cannot build {name!r} with arguments {shown}: {error}") from error
