@@ -182,10 +182,10 @@ def check_entry(index: int, entry) -> None:
     if not isinstance(entry["n"], str):
         raise FormatError(f"{where}: name must be a string, got {entry['n']!r}"[:300])
     where = f"tensor {entry['n']!r}"
-    if entry["t"] not in SECTION_COUNTS:
+    if not isinstance(entry["t"], str) or entry["t"] not in SECTION_COUNTS:
         raise FormatError(f"{where}: unknown kind {entry['t']!r}; expected one of r, q, p"[:300])
     allowed = FLOAT_DTYPES if entry["t"] == "q" else tuple(STORAGE_DTYPES)
-    if entry["d"] not in allowed:
+    if not isinstance(entry["d"], str) or entry["d"] not in allowed:
         raise FormatError(f"{where}: dtype {entry['d']!r} is not one of {list(allowed)}"[:300])
     shape = entry["s"]
     if not isinstance(shape, list) or not all(_is_count(d) for d in shape):

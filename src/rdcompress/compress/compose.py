@@ -83,7 +83,7 @@ def _check_recipe(name: str, recipe, tensors: dict[str, torch.Tensor],
         keys = sorted(recipe) if isinstance(recipe, dict) else type(recipe).__name__
         raise FormatError(f"{where} has a malformed recipe: keys {keys}, expected exactly "
                           f"{sorted(_RECIPE_KEYS)}; the file is corrupt."[:400])
-    if recipe["op"] not in OPS:
+    if not isinstance(recipe["op"], str) or recipe["op"] not in OPS:
         raise FormatError(f"{where} has op {recipe['op']!r}; this version knows {OPS}. "
                           "Upgrade rdcompress to read it."[:400])
     parts, shape, dtype = recipe["parts"], recipe["shape"], recipe["dtype"]
@@ -91,7 +91,7 @@ def _check_recipe(name: str, recipe, tensors: dict[str, torch.Tensor],
             isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise FormatError(f"{where}: shape {shape!r} is not a list of at most {_MAX_NDIM} "
                           f"non-negative integers; the file is corrupt."[:400])
-    if dtype not in _DTYPES:
+    if not isinstance(dtype, str) or dtype not in _DTYPES:
         raise FormatError(f"{where}: dtype {dtype!r} is not one of {list(_DTYPES)}; the file "
                           f"is corrupt."[:400])
     if not isinstance(parts, list) or not parts or not all(isinstance(p, str) for p in parts) \
