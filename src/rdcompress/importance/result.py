@@ -10,7 +10,9 @@ File format (safetensors, written atomically; ``read_file`` validates all of it)
   ``kind`` = "importance" | "partial-sums", ``objective``, ``temperature`` (JSON: number or
   null), ``num_samples``, ``weights_sha256`` (``rdcompress._io.state_dict_sha256`` of the
   model's ``named_parameters()``), ``metadata`` (JSON object: config, mu, estimator, seed,
-  frozen / no-gradient / fallback parameter lists, ...).
+  frozen / no-gradient / fallback parameter lists, ...), ``content_sha256`` (SHA-256 of the
+  canonical serialization of every other metadata entry and every tensor: ``content_sha256``).
+- the bytes are canonical (``safetensors_bytes``): same contents, same file.
 
 The per-weight objective is ``I_i (w_i - w^_i)^2 + H_i (w_i - w^_i)^4`` with ``H = quartic / 4``
 (paper Table 2), ``H = 0`` when ``quartic`` is None.
