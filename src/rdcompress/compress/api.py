@@ -214,8 +214,9 @@ def _check_state_fits(path: str | os.PathLike[str], expected: dict[str, torch.Te
         want = expected[name]
         if tensor.dtype != want.dtype or tensor.shape != want.shape:
             raise ModelError(
-                f"{name!r} in the file is {tensor.dtype} {tuple(tensor.shape)} but the model "
-                f"expects {want.dtype} {tuple(want.shape)}."
+                f"{os.fspath(path)!r} does not fit the architecture: {name!r} in the file is "
+                f"{tensor.dtype} {tuple(tensor.shape)} but the model expects {want.dtype} "
+                f"{tuple(want.shape)}; load it with the model it was compressed from."
             )
 
 
