@@ -40,7 +40,7 @@ _CANDIDATE_PRECISIONS = (6, 8, 10, 12, 14, 16)
 # Lanes cost 4 bytes each; the writer gives a lane ~1 KiB of payload (~0.4 % overhead).
 _BYTES_PER_LANE = 1024
 # Below this many lanes the per-step numpy overhead exceeds a plain Python loop.
-_SCALAR_BELOW_LANES = 16
+_SCALAR_BELOW_LANES = 64
 
 
 # ----------------------------------------------------------------------------- the model
@@ -148,24 +148,26 @@ def _encode(symbols, frequencies, precision, lanes) -> tuple[np.ndarray, np.ndar
 
 
 def _encode_scalar(symbols, frequencies, precision, lanes) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_encode` one symbol at a time in plain Python (few lanes; the reference)."""
-    freq = frequencies.tolist()
-    cumulative = (np.cumsum(frequencies) - frequencies).tolist()
-    values = symbols.tolist()
+    """:func:`_encode` one symbol at a time in plain Python (few lanes; the reference).
+
+    Symbols are coded from the last to the first and the words reversed at the end: within a
+    step that puts them in increasing lane order, and steps in decoding order.
+    """
+    cumulative = np.cumsum(frequencies) - frequencies
+    f_of = frequencies[symbols].tolist()
+    c_of = cumulative[symbols].tolist()
+    bound_of = (frequencies[symbols] << (32 - precision)).tolist()
     states = [STATE_LOW] * lanes
-    chunks = []
-    count = len(values)
-    for step in range(-(-count // lanes) - 1, -1, -1):
-        emitted = []
-        for index in range(step * lanes, min(count, (step + 1) * lanes)):
-            lane, symbol = index - step * lanes, values[index]
-            x, f = states[lane], freq[symbol]
-            if x >= f << (32 - precision):
-                emitted.append(x & 0xFFFF)
-                x >>= 16
-            states[lane] = ((x // f) << precision) + (x % f) + cumulative[symbol]
-        chunks.append(emitted)
-    words = [word for chunk in reversed(chunks) for word in chunk]
+    words = []
+    for index in range(len(f_of) - 1, -1, -1):
+        lane = index % lanes
+        x = states[lane]
+        if x >= bound_of[index]:
+            words.append(x & 0xFFFF)
+            x >>= 16
+        quotient, remainder = divmod(x, f_of[index])
+        states[lane] = (quotient << precision) + remainder + c_of[index]
+    words.reverse()
     return np.array(states, dtype=np.uint64), np.array(words, dtype=np.uint16)
 
 
@@ -236,28 +238,29 @@ def _decode_lanes(states, words, frequencies, precision, count, where):
 
 def _decode_scalar(states, words, frequencies, precision, count, where):
     """The same decoder one symbol at a time in plain Python (few lanes; the reference)."""
-    owner = _slot_symbols(frequencies).tolist()
-    freq = frequencies.tolist()
-    cumulative = (np.cumsum(frequencies) - frequencies).tolist()
+    owner = _slot_symbols(frequencies)
+    cumulative = np.cumsum(frequencies) - frequencies
+    # Per slot: its symbol, that symbol's frequency and (slot - cumulative start).
+    symbol_of, f_of = owner.tolist(), frequencies[owner].tolist()
+    offset_of = (np.arange(len(owner)) - cumulative[owner]).tolist()
     word_list = words.tolist()
     x = [int(s) for s in states]
     lanes, mask = len(x), (1 << precision) - 1
     out = [0] * count
-    used = 0
+    used, available = 0, len(word_list)
     for index in range(count):
         lane = index % lanes
         state = x[lane]
         slot = state & mask
-        symbol = owner[slot]
-        state = freq[symbol] * (state >> precision) + slot - cumulative[symbol]
+        state = f_of[slot] * (state >> precision) + offset_of[slot]
         if state < STATE_LOW:
-            if used == len(word_list):
+            if used == available:
                 raise FormatError(f"{where}: rANS payload ends after {index} of {count} "
                                   f"symbols")
             state = (state << 16) | word_list[used]
             used += 1
         x[lane] = state
-        out[index] = symbol
+        out[index] = symbol_of[slot]
     return np.array(out, dtype=np.int64), used, x
 
 
