@@ -27,6 +27,7 @@ import os
 import re
 import stat
 import warnings
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -248,9 +249,9 @@ def _parse_container(path: object, data: bytes) -> tuple[dict[str, Any], dict[st
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [key for key, _ in pairs]
-    if len(set(keys)) != len(keys):
-        twice = sorted({key for key in keys if keys.count(key) > 1})
+    counts = Counter(key for key, _ in pairs)
+    if len(counts) != len(pairs):
+        twice = sorted(key for key, count in counts.items() if count > 1)
         raise ValueError(f"the JSON names {[k[:40] for k in twice[:3]]} more than once")
     return dict(pairs)
 
