@@ -4,6 +4,8 @@ Huffman against an independent reference construction."""
 from __future__ import annotations
 
 import heapq
+import re
+import sys
 
 import numpy as np
 import pytest
@@ -215,3 +217,45 @@ def test_uint_table_hand_example():
     # [1, 2, 3]: r = 0 costs 2+3+4 = 9 bits, r = 1 costs 2+3+3 = 8 bits -> r = 1.
     # 1 -> "0"+"1", 2 -> "10"+"0", 3 -> "10"+"1": bits 01 100 101 -> 0110 0101.
     assert encode_uint_table(np.array([1, 2, 3])) == bytes([1, 0b01100101])
+
+
+# --------------------------------------------------------------- declared sizes are bounded
+
+
+def stream_head(coder: int, count: int, alphabet: int) -> bytes:
+    return bytes([coder]) + encode_varint(count) + encode_varint(alphabet)
+
+
+@pytest.mark.parametrize("data,limits,message", [
+    (stream_head(0, 2 ** 40, 4) + b"\x01", (1000, 4),
+     "the stream declares 1099511627776 symbols, at most 1000 fit this tensor"),
+    (stream_head(3, 10, 2 ** 40), (10, 16), "the stream's alphabet size 1099511627776 is "
+                                            "outside 1..16"),
+    (stream_head(2, 10, 0), (10, 16), "the stream's alphabet size 0 is outside 1..16"),
+    # Huffman: 1,000 symbols cannot fit 2 payload bytes (each code is >= 1 bit).
+    (stream_head(2, 1000, 2) + encode_uint_table(np.array([1, 1])) + b"\x00\x00", (1000, 2),
+     "1000 symbols cannot fit in 16 payload bits"),
+    # A table of 16 entries at Rice r = 3 needs >= 64 bits; 1 byte remains.
+    (stream_head(2, 10, 16) + bytes([3, 0]), (10, 16),
+     "a table of 16 entries needs at least 64 bits, only 8 remain"),
+    (stream_head(1, 10, 2) + bytes([0]), (10, 2),
+     "stream coder id 1 is not allowed in format version 2 (allowed: [0, 2, 3])"),
+    (stream_head(9, 10, 2), (10, 2),
+     "stream coder id 9 is unknown in format version 2 (allowed: [0, 2, 3])"),
+])
+def test_declared_sizes_are_checked_before_allocation(data, limits, message):
+    with pytest.raises(FormatError, match=f"^test: {re.escape(message)}$"):
+        decode_stream(ByteReader(data, "test"), *limits)
+
+
+def test_version_2_decodes_without_constriction(monkeypatch):
+    """The version-2 model is the format's integers: decoding (and encoding) never imports the
+    coder library whose float rounding defined version 1's model."""
+    monkeypatch.setitem(sys.modules, "constriction", None)  # import constriction -> ImportError
+    monkeypatch.delitem(sys.modules, "rdcompress.codec.ans", raising=False)
+    rng = np.random.default_rng(3)
+    symbols = rng.integers(0, 6, size=5000)
+    data = encode_stream(symbols, 6, "ans")
+    assert data[0] == 3  # coder 3: integer rANS
+    decoded, _, _ = decode_stream(ByteReader(data, "test"), 5000, 6)
+    np.testing.assert_array_equal(decoded, symbols)
