@@ -351,7 +351,7 @@ def _knapsack(pm: PreparedMenus, capacity: float, max_work: float):
     for i, r in enumerate(pm.rates):
         if not np.array_equal(r, np.round(r)):
             raise ConfigError(f"method='exact' needs integer rates (bytes); menus[{i}] has rate "
-                              f"{r[r != np.round(r)][0]!r}: round rates up to bytes or use "
+                              f"{float(r[r != np.round(r)][0])!r}: round rates up to bytes or use "
                               "method='greedy'")
     units = [(r - r.min()).astype(np.int64) for r in pm.rates]
     g = int(np.gcd.reduce(np.concatenate(units))) or 1
