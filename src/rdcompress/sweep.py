@@ -135,7 +135,7 @@ def _prepare_model(config: SweepConfig, out: Path) -> LoadedModel:
 def run_sweep(config: SweepConfig) -> SweepResult:
     from rdcompress.data import load_dataset
     from rdcompress.evaluate import classification_metrics, collect_outputs
-    from rdcompress.pipeline import make_loader
+    from rdcompress.pipeline import check_model_fits_data, make_loader
 
     start = time.perf_counter()
     out = Path(config.output_dir)
@@ -149,6 +149,7 @@ def run_sweep(config: SweepConfig) -> SweepResult:
     test = _evenly_spaced(load_dataset(dataset, split=config.eval_split,
                                        data_dir=config.data_dir), config.eval_limit)
     test_loader = make_loader(test, loaded.preprocessing, 512)
+    check_model_fits_data(loaded.module, test_loader, config.model, dataset)
     reference_logits, labels = collect_outputs(loaded.module, test_loader)
     reference = classification_metrics(reference_logits, labels).to_dict()
     atomic_write_text(out / "reference.json", json.dumps(reference, indent=2) + "\n")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rdcompress._io import atomic_write_text
+from rdcompress._io import atomic_write_text, check_writable
+from rdcompress.errors import ConfigError
 
 MODEL_HELP = (
     "the model: a .safetensors file with its sidecar .json (from 'rdcompress train'), a "
@@ -30,6 +32,70 @@ def comma_list(kind: type) -> Any:
 
     parse.__name__ = f"comma-separated {label}"  # argparse names the type in its errors
     return parse
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type=`` for counts that must be >= 1 (--batch-size, --limit, ...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be a positive integer (>= 1)")
+    return value
+
+
+positive_int.__name__ = "positive integer"  # argparse names the type in its errors
+
+
+def model_files(model: str | None, weights: str | None = None) -> dict[str, str]:
+    """The files a MODEL argument reads: the file itself, its sidecar .json, and --weights."""
+    files: dict[str, str] = {}
+    if model and (Path(model).suffix or Path(model).is_file()):
+        files["MODEL"] = model
+        if Path(model).suffix != ".rdz":
+            files["MODEL's sidecar"] = str(Path(model).with_suffix(".json"))
+    if weights:
+        files["--weights"] = weights
+    return files
+
+
+def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    try:
+        return os.path.samefile(a, b)  # hard links and symlinks included
+    except OSError:  # one does not exist (yet): compare where they would be
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def check_outputs(outputs: Mapping[str, str | os.PathLike[str] | None],
+                  inputs: Mapping[str, str | os.PathLike[str] | None]) -> None:
+    """ConfigError, before any work, if an output would overwrite an input or another output,
+    or cannot be written (a directory, a parent that is a file, no permission)."""
+    given = {flag: path for flag, path in outputs.items() if path is not None}
+    sources = {flag: path for flag, path in inputs.items() if path is not None}
+    for flag, path in given.items():
+        for source_flag, source in sources.items():
+            if _same_file(path, source):
+                raise ConfigError(
+                    f"{flag} {os.fspath(path)!r} is the same file as {source_flag} "
+                    f"{os.fspath(source)!r}; writing it would destroy the input. Choose "
+                    "another output path.")
+    flags = list(given)
+    for i, flag in enumerate(flags):
+        for other in flags[i + 1:]:
+            if _same_file(given[flag], given[other]):
+                raise ConfigError(f"{flag} and {other} are the same file "
+                                  f"{os.fspath(given[flag])!r}; give them different paths.")
+        check_writable(given[flag])
+
+
+def check_output_dir(flag: str, path: str | os.PathLike[str]) -> None:
+    """ConfigError before any work if ``path`` cannot be an output directory."""
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"{flag} {str(target)!r} is a file, not a directory; choose a "
+                          "directory (it is created if missing)")
+    check_writable(target / "probe")
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, name: str = "model") -> None:
@@ -60,8 +126,10 @@ def add_data_arguments(parser: argparse.ArgumentParser, split: str = "test") -> 
                         "$RDCOMPRESS_DATA_DIR, ~/.cache/rdcompress/datasets, /usr/share/datasets)")
     parser.add_argument("--split", default=split, choices=["train", "val", "test"],
                         help=f"which split to use (default: {split})")
-    parser.add_argument("--limit", type=int, help="use only the first N samples of the split")
-    parser.add_argument("--batch-size", type=int, default=256, help="batch size (default: 256)")
+    parser.add_argument("--limit", type=positive_int,
+                        help="use only the first N samples of the split")
+    parser.add_argument("--batch-size", type=positive_int, default=256,
+                        help="batch size (default: 256)")
 
 
 def format_value(value: Any) -> str:

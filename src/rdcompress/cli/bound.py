@@ -47,6 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rdcompress.cli._common import check_outputs
+
+    check_outputs({"--csv": args.csv, "--plot": args.plot},
+                  {"--sigma-w": _input_file(args.sigma_w), "--sigma-x": _input_file(args.sigma_x)})
     bound = LinearRegressionBound(_read_covariance(args.sigma_w, "--sigma-w"),
                                   _read_covariance(args.sigma_x, "--sigma-x"))
     if args.points < 2:
@@ -86,6 +90,11 @@ def _row(solution) -> dict:
     return {"distortion": solution.distortion, "rate": solution.rate,
             "rate_per_weight": solution.rate_per_weight, "mu": solution.mu,
             "active": int(solution.active.sum()), "query": True}
+
+
+def _input_file(text: str) -> str | None:
+    """``text`` when it names a file (not a comma list), for the overwrite check."""
+    return text if Path(text).suffix.lower() in (".npy", ".csv") or Path(text).exists() else None
 
 
 def _read_covariance(text: str, flag: str) -> np.ndarray:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from rdcompress.cli._common import comma_list, print_table
+from rdcompress.cli._common import check_output_dir, comma_list, print_table
+from rdcompress.errors import ConfigError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,6 +35,11 @@ def run(args: argparse.Namespace) -> int:
     from rdcompress.compare import compare_sweeps
     from rdcompress.frontier import frontiers
 
+    check_output_dir("-o", args.output_dir)
+    for sweep in args.sweeps:
+        if Path(sweep).resolve() == Path(args.output_dir).resolve():
+            raise ConfigError(f"-o {args.output_dir!r} is the sweep directory {sweep!r}; its "
+                              "frontier.png/.csv would be overwritten. Choose another -o.")
     result = compare_sweeps(args.sweeps, args.output_dir, labels=args.labels,
                             allow_different=args.allow_different)
     front = [row for rows in frontiers(result.rows).values() for row in rows]

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import argparse
 
-from rdcompress.cli._common import add_data_arguments, add_model_arguments, write_json
+from rdcompress.cli._common import (
+    add_data_arguments,
+    add_model_arguments,
+    check_outputs,
+    model_files,
+    write_json,
+)
 from rdcompress.cli._lowrank_args import EPILOG, add_lowrank_arguments, lowrank_config_from_args
 from rdcompress.errors import ConfigError
 
@@ -144,10 +150,12 @@ def _loader(args: argparse.Namespace, loaded, why: str):
     if dataset is None:
         raise ConfigError(f"{why} needs data: pass --data NAME")
     from rdcompress.data import load_dataset
-    from rdcompress.pipeline import make_loader
+    from rdcompress.pipeline import check_model_fits_data, make_loader
 
     data = load_dataset(dataset, split=args.split, data_dir=args.data_dir)
-    return make_loader(data, loaded.preprocessing, args.batch_size, limit=args.limit)
+    loader = make_loader(data, loaded.preprocessing, args.batch_size, limit=args.limit)
+    check_model_fits_data(loaded.module, loader, args.model, dataset)
+    return loader
 
 
 def run(args: argparse.Namespace) -> int:
@@ -155,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
     from rdcompress.models import load_model
 
     config = build_config(args)
+    check_outputs({"-o": args.output, "--json": args.json_out},
+                  {**model_files(args.model, args.weights), "--importance": args.importance})
     loaded = load_model(args.model, weights=args.weights, arch=args.arch,
                         trust_code=args.trust_code)
     metadata = {"dataset": loaded.dataset,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rdcompress.cli._common import check_outputs
 from rdcompress.codec import decompress_to_safetensors
 
 DESCRIPTION = """\
@@ -38,6 +39,8 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else Path(args.rdz).with_suffix(".safetensors")
+    check_outputs({"-o" if args.output else "the default output": output},
+                  {"MODEL.rdz": args.rdz})
     manifest = decompress_to_safetensors(args.rdz, output)
     method = manifest.get("method", "?") if isinstance(manifest, dict) else "?"
     print(f"wrote {output} (method: {method})")

@@ -7,6 +7,8 @@ import argparse
 from rdcompress.cli._common import (
     add_data_arguments,
     add_model_arguments,
+    check_outputs,
+    model_files,
     print_table,
     write_json,
 )
@@ -41,24 +43,32 @@ def run(args: argparse.Namespace) -> int:
     from rdcompress.data import load_dataset
     from rdcompress.evaluate import calibrate, classification_metrics, collect_outputs
     from rdcompress.models import load_model
-    from rdcompress.pipeline import make_loader
+    from rdcompress.pipeline import check_model_fits_data, make_loader
 
+    reference_files = {f"--reference{k.removeprefix('MODEL')}": v
+                       for k, v in model_files(args.reference).items()}
+    check_outputs({"--json": args.json_out},
+                  {**model_files(args.model, args.weights), **reference_files})
     loaded = load_model(args.model, weights=args.weights, arch=args.arch,
                         trust_code=args.trust_code)
     dataset_name = args.data or loaded.dataset
     if dataset_name is None:
         raise ConfigError("no dataset known for this model: pass --data NAME")
 
-    def outputs(module, split):
+    def outputs(module, split, name=None):
         data = load_dataset(dataset_name, split=split, data_dir=args.data_dir)
         loader = make_loader(data, loaded.preprocessing, args.batch_size, limit=args.limit)
+        if name is not None:  # before the long pass: does the model take these inputs?
+            check_model_fits_data(module, loader, name, dataset_name)
         return collect_outputs(module, loader)
 
-    logits, labels = outputs(loaded.module, args.split)
-    reference_logits = None
-    if args.reference:
+    reference = None
+    if args.reference:  # loaded first: a bad reference fails before any evaluation
         reference = load_model(args.reference, trust_code=args.trust_code)
-        reference_logits = outputs(reference.module, args.split)[0]
+    logits, labels = outputs(loaded.module, args.split, args.model)
+    reference_logits = None
+    if reference is not None:
+        reference_logits = outputs(reference.module, args.split, args.reference)[0]
     metrics = classification_metrics(logits, labels, reference_logits)
     result = {"model": args.model, "dataset": dataset_name, "split": args.split,
               **metrics.to_dict()}

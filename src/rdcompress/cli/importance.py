@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from rdcompress.cli._common import add_data_arguments, add_model_arguments, print_table
+from rdcompress.cli._common import (
+    add_data_arguments,
+    add_model_arguments,
+    check_outputs,
+    model_files,
+    print_table,
+)
 from rdcompress.errors import ConfigError
 from rdcompress.importance.config import HESSIAN_METHODS, OBJECTIVES
 
@@ -77,13 +83,14 @@ def run(args: argparse.Namespace) -> int:
     from rdcompress.data import load_dataset
     from rdcompress.importance import ImportanceConfig, compute_importance
     from rdcompress.models import load_model
-    from rdcompress.pipeline import make_loader
+    from rdcompress.pipeline import check_model_fits_data, make_loader
 
     config = ImportanceConfig(
         objective=args.objective, temperature=args.temperature, mc_samples=args.mc_samples,
         mu=args.mu, hessian_method=args.hessian_method, num_probes=args.num_probes,
         chunk_size=args.chunk_size, max_samples=args.limit, dtype=args.dtype,
         include_frozen=not args.exclude_frozen, seed=args.seed)
+    check_outputs({"-o": args.output}, model_files(args.model, args.weights))
     loaded = load_model(args.model, weights=args.weights, arch=args.arch,
                         trust_code=args.trust_code)
     dataset_name = args.data or loaded.dataset
@@ -96,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
         return make_loader(data, loaded.preprocessing, args.batch_size, limit=limit)
 
     calibration = loader(args.split, args.limit) if config.objective != "baseline" else []
+    if calibration:
+        assert dataset_name is not None
+        check_model_fits_data(loaded.module, calibration, args.model, dataset_name)
     heldout = loader(args.heldout_split, None) if config.temperature == "auto" else None
     importance = compute_importance(loaded.module, calibration, config=config, heldout=heldout)
     importance.metadata["model"] = loaded.spec

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from rdcompress.cli._common import add_trust_argument, comma_list, print_table
+from rdcompress.cli._common import (
+    add_trust_argument,
+    check_output_dir,
+    comma_list,
+    positive_int,
+    print_table,
+)
 
 _floats, _ints, _names = comma_list(float), comma_list(int), comma_list(str)
 
@@ -74,15 +80,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--algorithm", default="lloyd",
                         help="quantizer: lloyd (the paper's) | optimal | entropy")
     parser.add_argument("--coder", default="ans", choices=["ans", "huffman"])
-    parser.add_argument("--calibration-samples", type=int, default=1024,
+    parser.add_argument("--calibration-samples", type=positive_int, default=1024,
                         help="training samples for importance estimates (default 1024)")
     parser.add_argument("--temperature", default="1.0",
                         help="importance temperature T, or 'auto' (fit on the val split)")
     parser.add_argument("--mu", type=float, default=0.0,
                         help="Hessian regularizer μ (App. C.3.2), default 0")
-    parser.add_argument("--eval-limit", type=int,
+    parser.add_argument("--eval-limit", type=positive_int,
                         help="evaluate on N test samples spread evenly over the split")
-    parser.add_argument("--epochs", type=int, help="training epochs if the model is trained")
+    parser.add_argument("--epochs", type=positive_int,
+                        help="training epochs if the model is trained")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--vary", metavar="NAME=V1,V2,...",
                         help="one sweep per value of the importance temperature or the Hessian "
@@ -98,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     if temperature != "auto":
         temperature = float(temperature)
     stem = args.model.rsplit("/", 1)[-1].removesuffix(".safetensors")
+    check_output_dir("-o", args.output_dir or f"runs/sweep-{stem}")
     config = SweepConfig(
         model=args.model, weights=args.weights, data=args.data, data_dir=args.data_dir,
         output_dir=args.output_dir or f"runs/sweep-{stem}", methods=args.methods,

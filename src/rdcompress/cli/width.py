@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from rdcompress.cli._common import comma_list, print_table
+from rdcompress.cli._common import check_output_dir, comma_list, positive_int, print_table
 from rdcompress.errors import ConfigError
 
 EPILOG = """\
@@ -44,12 +44,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--alpha", type=float, default=0.9, help="fraction replaced (0.9)")
     parser.add_argument("-p", type=float, default=0.3, help="keep probability (0.3)")
     parser.add_argument("-k", type=int, default=4, help="quantization grid spacing M/k (4)")
-    parser.add_argument("--block", type=int, help="units replaced per score refresh (default: "
-                        "20 refreshes per layer)")
-    parser.add_argument("--train-steps", type=int, default=1000, help="Adam steps (1000)")
-    parser.add_argument("--calibration", type=int, default=512,
+    parser.add_argument("--block", type=positive_int,
+                        help="units replaced per score refresh (default: 20 refreshes per layer)")
+    parser.add_argument("--train-steps", type=positive_int, default=1000, help="Adam steps (1000)")
+    parser.add_argument("--calibration", type=positive_int, default=512,
                         help="training samples defining the greedy loss (512)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads for the run")
+    parser.add_argument("--threads", type=positive_int, help="torch CPU threads for the run")
     parser.add_argument("-o", "--output-dir", default="docs/results/width",
                         help="where width.csv/json/png go (default docs/results/width)")
     parser.set_defaults(func=run)
@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.widths or not args.seeds:
         raise ConfigError("--widths and --seeds need at least one value each")
+    check_output_dir("-o", args.output_dir)
     config = WidthConfig(
         widths=args.widths, datasets=args.datasets, seeds=args.seeds, modes=args.modes,
         layer_sets=args.layers, alpha=args.alpha, p=args.p, k=args.k, block=args.block,
