@@ -369,7 +369,9 @@ def test_too_many_dimensions():
      "the header holds -Infinity, which is not JSON; the file is corrupted"),
     (b'{"m":{},"t":[],"t":[]}',
      "the header repeats the key(s) ['t'] in one object; the file is corrupted or was edited"),
-])
+    (b'{"m":{"x":-1e400},"t":[]}',
+     "the header holds the number -1e400, which overflows a float; the file is corrupted"),
+], ids=["deep", "digits", "nan", "infinity", "repeated key", "float overflow"])
 def test_hostile_json(raw, message):
     assert_error(craft(None, b"", raw_header=raw), message)
 

@@ -99,6 +99,14 @@ def _reject_constant(name: str):
     raise FormatError(f"the header holds {name}, which is not JSON; the file is corrupted")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not np.isfinite(value):
+        raise FormatError(f"the header holds the number {text[:40]}, which overflows a float; "
+                          f"the file is corrupted")
+    return value
+
+
 def _unique_keys(pairs: list) -> dict:
     keys = [key for key, _ in pairs]
     if len(set(keys)) != len(keys):
@@ -139,7 +147,8 @@ def parse_header(raw: bytes, header_code: int) -> dict:
         raise FormatError(f"the header nests {depth} levels deep, more than the limit of "
                           f"{MAX_JSON_DEPTH}; the file is corrupted or hostile")
     try:
-        header = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+        header = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float,
+                            object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as error:
         raise FormatError(f"the header is not valid JSON: {error}") from None
     except (ValueError, RecursionError) as error:  # e.g. an integer of 5,000 digits
