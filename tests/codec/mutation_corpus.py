@@ -195,7 +195,7 @@ def _header_edit(rng, header: dict) -> tuple[str, dict | bytes]:
     entries = header["t"]
     i, j = (int(v) for v in rng.choice(len(entries), size=2, replace=len(entries) < 2))
     entry = entries[i]
-    choice = int(rng.integers(0, 22))
+    choice = int(rng.integers(0, 23))
     if choice == 0:
         entries[i], entries[j] = entries[j], entries[i]
         return "swap entries", header
@@ -258,6 +258,8 @@ def _header_edit(rng, header: dict) -> tuple[str, dict | bytes]:
     if choice == 20:
         entry["n"] = [entry["n"]] if rng.random() < 0.5 else None
         return "name not a string", header
+    if choice == 21:
+        return "float overflow", _dump(header)[:-1] + b',"x":-1e400}'
     return "not an object", _pick(rng, [b"[]", b"null", b"{}", b'{"m":{},"t":{}}', b"\xff"])
 
 
