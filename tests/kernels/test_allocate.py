@@ -128,8 +128,18 @@ def test_slope_solution_is_the_argmin_and_optimal_at_its_own_rate(points, lam):
     # Everett's theorem: nothing with no more rate has less distortion.
     assert alloc.distortion == pytest.approx(dists[rates <= alloc.rate].min(), rel=1e-12,
                                              abs=1e-9)
-    # Ties go to fewer bytes: no argmin point is cheaper.
-    assert alloc.rate <= rates[lagr <= lagr.min() + 1e-9 * max(1, abs(lagr.min()))].min() + 1e-9
+
+
+@FAST
+@given(st.lists(INT_POINTS, min_size=1, max_size=4), st.integers(0, 60).map(lambda m: m / 4))
+def test_slope_ties_go_to_fewer_bytes(points, lam):
+    # Integer points and λ a multiple of 1/4: every sum is exact, so ties are real ties.
+    menus = _menus(points)
+    alloc = allocate_at_slope(menus, lam)
+    _, rates, dists = _brute(menus)
+    lagr = dists + lam * rates
+    assert alloc.distortion + lam * alloc.rate == lagr.min()
+    assert alloc.rate == rates[lagr == lagr.min()].min()
 
 
 def test_slope_extremes_pick_cheapest_and_most_accurate():

@@ -314,7 +314,7 @@ def _local_search(pm: PreparedMenus, pos, limit: float, fixed: float, minimise_r
     pos = pos.copy()
     for _ in range(obj.size):
         cur = off[:-1] + pos
-        used, value = math.fsum([base, *con[cur]]), math.fsum(obj[cur])
+        used = math.fsum([base, *con[cur]])
         d_obj, d_con = obj - obj[cur][lay], con - con[cur][lay]  # (H,): layer lay[m] goes to m
         back = np.flatnonzero((pos + free >= 0) & (pos + free < sizes))  # layers that can free
         s_pt = off[back] + pos[back] + free
@@ -334,9 +334,11 @@ def _local_search(pm: PreparedMenus, pos, limit: float, fixed: float, minimise_r
         new[moved] = cols[col] - off[moved]
         if row:
             new[back[row - 1]] += free
-        cur = off[:-1] + new
-        if math.fsum([base, *con[cur]]) > limit or math.fsum(obj[cur]) >= value:
-            break  # float rounding disagrees with the exact sums: keep the safe state
+        nxt = off[:-1] + new
+        # Exact checks (fsum rounds correctly): the constraint holds and the objective falls,
+        # even by less than one ulp of the total.
+        if math.fsum([base, *con[nxt]]) > limit or math.fsum([*obj[nxt], *-obj[cur]]) >= 0:
+            break  # float rounding misled the vectorised choice: keep the safe state
         pos = new
     return pos
 
