@@ -59,8 +59,8 @@ def _naive_hull(r, d):
 
 
 def _budget(data, menus):
-    lo = sum(r.min() for r, _ in menus)
-    hi = sum(r.max() for r, _ in menus)
+    lo = math.fsum(r.min() for r, _ in menus)  # as the kernel sums: correctly rounded
+    hi = math.fsum(r.max() for r, _ in menus)
     return data.draw(st.integers(int(math.floor(lo)), int(math.ceil(hi)) + 2).filter(
         lambda b: b >= lo), label="budget")
 

@@ -183,6 +183,11 @@ def _number(value, name: str, allow_inf: bool = False) -> float:
     return x
 
 
+def _fmt(x: float) -> str:
+    """Short when that is exact, else every digit: a refusal must not read "8 is below 8"."""
+    return f"{x:g}" if float(f"{x:g}") == x else repr(float(x))
+
+
 def _totals(pm: PreparedMenus, pos: np.ndarray, fixed: float) -> tuple[float, float]:
     cur = pm.hull_offset[:-1] + pos
     return math.fsum([fixed, *pm.hull_rates[cur]]), math.fsum(pm.hull_dists[cur])
@@ -242,8 +247,8 @@ def allocate_to_budget(menus, budget_bytes: float, fixed_bytes: float = 0.0,
     steps = pm.step_slope.size
     smallest = _totals(pm, _prefix(pm, 0), fixed)[0]
     if budget < smallest:
-        raise ConfigError(f"budget_bytes={budget:g} is below the smallest achievable total "
-                          f"{smallest:g} bytes (each layer's smallest candidate + fixed_bytes="
+        raise ConfigError(f"budget_bytes={_fmt(budget)} is below the smallest achievable total "
+                          f"{_fmt(smallest)} bytes (each layer's smallest candidate + fixed_bytes="
                           f"{fixed:g}); raise the budget or offer cheaper candidates")
     k = int(np.searchsorted(smallest + np.cumsum(pm.step_rate), budget, side="right"))
     while k > 0 and _totals(pm, _prefix(pm, k), fixed)[0] > budget:
@@ -277,8 +282,8 @@ def allocate_to_distortion(menus, max_distortion: float, fixed_bytes: float = 0.
     steps = pm.step_slope.size
     smallest = _totals(pm, np.diff(pm.hull_offset) - 1, fixed)[1]
     if target < smallest:
-        raise ConfigError(f"max_distortion={target:g} is below the smallest achievable total "
-                          f"distortion {smallest:g} (each layer's most accurate candidate); "
+        raise ConfigError(f"max_distortion={_fmt(target)} is below the smallest achievable total "
+                          f"distortion {_fmt(smallest)} (each layer's most accurate candidate); "
                           "raise the target or offer more accurate candidates")
     top = _totals(pm, _prefix(pm, 0), fixed)[1]
     cum = top - np.cumsum(pm.step_gain)
