@@ -215,3 +215,21 @@ def test_silently_accepted_inputs_are_refused(files, tmp_path, capsys):
         load_model(integers)
     halves = _save_model(tmp_path / "half.safetensors", cast=torch.float16)
     assert load_model(halves).module.layers[1].weight.dtype == torch.float32  # float: fine
+
+
+@pytest.mark.parametrize(("sidecar", "message"), [
+    ("[" * 100_000 + "]" * 100_000, "is not valid JSON"),  # RecursionError before
+    ('{"format": "rdcompress-model", "spec": {"zoo": "digits-mlp"}, "n": ' + "9" * 5000 + "}",
+     "is not valid JSON"),  # int-digit limit ValueError before
+    ('{"format": "rdcompress-model", "spec": {"zoo": "digits-mlp"}, '
+     '"preprocessing": {"mean": [0.5], "std": [0]}}', "recorded preprocessing .* is not valid"),
+    ('{"format": "rdcompress-model", "spec": {"zoo": "digits-mlp"}, '
+     '"preprocessing": {"mean": 3, "std": 4}}', "recorded preprocessing .* is not valid"),
+    ('{"format": "rdcompress-model", "spec": {"zoo": "digits-mlp"}, "dataset": ["x"]}',
+     "recorded dataset .* is not a name"),
+])
+def test_damaged_sidecars_are_checkpoint_errors(files, sidecar, message):
+    weights, _ = files
+    weights.with_suffix(".json").write_text(sidecar)
+    with pytest.raises(CheckpointError, match=message):
+        load_model(weights)
