@@ -113,20 +113,20 @@ def _orient(ra, da, rb, db, rc, dc) -> np.ndarray:
 
 def _hull(r: np.ndarray, d: np.ndarray) -> Hull:
     order = np.lexsort((np.arange(r.size), d, r))       # by rate, then distortion, then position
-    best = np.minimum.accumulate(d[order])
-    pareto = np.r_[True, d[order][1:] < best[:-1]]      # drops dominated points and duplicates
+    d_sorted = d[order]
+    pareto = np.ones(r.size, bool)                      # drops dominated points and duplicates
+    pareto[1:] = d_sorted[1:] < np.minimum.accumulate(d_sorted)[:-1]
     idx = order[pareto]
-    alive = np.arange(idx.size)
-    while alive.size > 2:   # drop every point strictly above the chord of its neighbours, repeat
-        a, b, c = idx[alive[:-2]], idx[alive[1:-1]], idx[alive[2:]]
-        above = _orient(r[a], d[a], r[b], d[b], r[c], d[c]) < 0
-        if not above.any():
+    hr, hd = r[idx], d[idx]
+    while idx.size > 2:     # drop every point strictly above the chord of its neighbours, repeat
+        keep = np.ones(idx.size, bool)
+        keep[1:-1] = _orient(hr[:-2], hd[:-2], hr[1:-1], hd[1:-1], hr[2:], hd[2:]) >= 0
+        if keep.all():
             break           # locally convex and x-monotone: this is the lower hull
-        alive = alive[~np.r_[False, above, False]]
-    idx = idx[alive]
-    slopes = (d[idx][:-1] - d[idx][1:]) / np.diff(r[idx])
+        idx, hr, hd = idx[keep], hr[keep], hd[keep]
+    slopes = (hd[:-1] - hd[1:]) / np.diff(hr)
     # Exactly convex; cummin only removes last-ulp wiggles so steps stay ordered within a layer.
-    return Hull(idx, r[idx], d[idx], np.minimum.accumulate(slopes))
+    return Hull(idx, hr, hd, np.minimum.accumulate(slopes))
 
 
 def lower_convex_hull(rates, distortions) -> Hull:
