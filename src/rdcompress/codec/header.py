@@ -260,5 +260,5 @@ def content_crc(manifest_json: bytes, records) -> int:
     crc = zlib.crc32(manifest_json)
     for name, dtype, shape, dense in records:
         crc = zlib.crc32(dumps([name, dtype, [int(d) for d in shape]]), crc)
-        crc = zlib.crc32(np.ascontiguousarray(dense).reshape(-1).view(np.uint8), crc)
+        crc = zlib.crc32(np.ascontiguousarray(dense).reshape(-1).view(np.uint8).data, crc)
     return crc
