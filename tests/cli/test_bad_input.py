@@ -227,7 +227,7 @@ def test_silently_accepted_inputs_are_refused(files, tmp_path, capsys):
      '"preprocessing": {"mean": 3, "std": 4}}', "recorded preprocessing .* is not valid"),
     ('{"format": "rdcompress-model", "spec": {"zoo": "digits-mlp"}, "dataset": ["x"]}',
      "recorded dataset .* is not a name"),
-])
+], ids=["deep-nesting", "huge-int", "zero-std", "scalar-mean", "list-dataset"])
 def test_damaged_sidecars_are_checkpoint_errors(files, sidecar, message):
     weights, _ = files
     weights.with_suffix(".json").write_text(sidecar)
