@@ -203,6 +203,8 @@ def test_model_paths_get_true_messages(files, tmp_path, capsys):
     assert main(["evaluate", str(tmp_path)]) == 2
     err = _error(capsys, "evaluate")
     assert "is a directory" in err and "unknown zoo model" not in err
+    assert main(["evaluate", str(weights.with_suffix(".json"))]) == 2
+    assert "is a sidecar (or other JSON) file; give the weights file" in _error(capsys, "evaluate")
 
 
 def test_silently_accepted_inputs_are_refused(files, tmp_path, capsys):

@@ -208,6 +208,9 @@ def load_model(source: str | Path, weights: str | Path | None = None,
         raise ModelError(
             f"MODEL {source_str!r} is a directory; give a weights file (a .safetensors with its "
             "sidecar .json, or a checkpoint with --arch), a .rdz file, or a zoo name")
+    if path.suffix == ".json" and path.is_file():
+        raise ModelError(f"MODEL {source_str!r} is a sidecar (or other JSON) file; give the "
+                         f"weights file beside it, e.g. {str(path.with_suffix('.safetensors'))!r}")
     if path.suffix in WEIGHT_SUFFIXES or path.is_file():
         if weights is not None:
             raise ModelError(f"MODEL {source_str!r} is already a weights file; drop --weights")
