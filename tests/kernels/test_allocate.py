@@ -195,11 +195,9 @@ def test_budget_greedy_never_worse_gap_within_next_step(points, data):
     next_gain = lagr.distortion - lagr.lower_bound
     largest = max(np.max(-np.diff(h.distortions), initial=0.0) for h in pm.hulls)
     assert greedy.distortion - optimum <= next_gain + 1e-9 <= largest + 2e-9
-    # No single hull move that lowers distortion fits in the bytes left.
-    for hull, j in zip(pm.hulls, greedy.choice, strict=True):
-        now = int(np.flatnonzero(hull.index == j)[0])
-        assert not ((hull.distortions < hull.distortions[now])
-                    & (hull.rates - hull.rates[now] <= budget - greedy.rate)).any()
+    # No single move to any menu point that lowers distortion fits in the bytes left.
+    for (r, d), j in zip(menus, greedy.choice, strict=True):
+        assert not ((d < d[j]) & (r - r[j] <= budget - greedy.rate)).any()
 
 
 def test_greedy_exchange_gives_back_a_step_to_afford_a_bigger_one():
@@ -212,6 +210,19 @@ def test_greedy_exchange_gives_back_a_step_to_afford_a_bigger_one():
     assert greedy.choice.tolist() == [0, 1] and greedy.distortion == 61 and greedy.rate == 10
     assert greedy.lower_bound == pytest.approx(100 - 10 * 5)
     assert allocate_to_budget(menus, 11, method="exact").distortion == 61
+
+
+def test_greedy_finish_reaches_a_point_off_the_hull():
+    # (4, 6.5) lies above A's chord (0, 10)-(10, 0), so no Lagrangian picks it, yet with 5 bytes
+    # it is the optimum; the hull-only pass finds no move that fits, the second pass finds it.
+    menus = _menus([[(0, 10), (4, 6.5), (10, 0)], [(0, 1), (100, 0)]])
+    assert lower_convex_hull(*menus[0]).index.tolist() == [0, 2]
+    assert allocate_to_budget(menus, 5, method="lagrangian").distortion == 11
+    greedy = allocate_to_budget(menus, 5)
+    assert greedy.choice.tolist() == [1, 0] and greedy.distortion == 7.5
+    assert greedy.lower_bound == pytest.approx(11 - 1 * 5)  # λ = 1, A's next step
+    dual = allocate_to_distortion(menus, 8)                  # the dual sheds 6 bytes the same way
+    assert dual.choice.tolist() == [1, 0] and dual.rate == 4
 
 
 def test_budget_by_hand():

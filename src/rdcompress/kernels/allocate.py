@@ -17,9 +17,10 @@ once (every breakpoint λ, no bisection): each prefix is the argmin at λ = the 
 hence optimal among ALL combinations of menu points with no more total rate (Everett 1963;
 Shoham & Gersho 1988). For a budget we take the longest prefix that fits; its dual value
 D_prefix − λ·(budget − R_prefix) is the convex-hull relaxation, a lower bound on the optimum, so
-every result states its gap. The leftover budget is then spent by a greedy local search over hull
-points (``method="greedy"``: single moves and one-step-back-plus-move exchanges between layers) or
-exactly by a multiple-choice knapsack DP over all menu points (``method="exact"``, integer rates).
+every result states its gap. The leftover budget is then spent by a greedy local search
+(``method="greedy"``: single moves and step-back-plus-move exchanges between layers, over hull
+points, then over all undominated points) or exactly by a multiple-choice knapsack DP over all
+menu points (``method="exact"``, integer rates, small problems).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Hull:
     rates: np.ndarray        # (h,) strictly increasing
     distortions: np.ndarray  # (h,) strictly decreasing
     slopes: np.ndarray       # (h-1,) distortion saved per byte of each step: > 0, non-increasing
+    undominated: np.ndarray  # (u,) int: menu positions of all undominated points, by rate
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,12 @@ class PreparedMenus:
     hull_rates: np.ndarray   # (H,) all hulls' rates, concatenated by layer
     hull_dists: np.ndarray   # (H,)
     hull_layer: np.ndarray   # (H,) layer of each hull point
+    hull_cand: np.ndarray    # (H,) each hull point's position among its layer's candidates
+    cand_offset: np.ndarray  # (layers+1,) candidates of the finish = undominated points, by layer
+    cand_index: np.ndarray   # (U,) menu position of each candidate
+    cand_rates: np.ndarray   # (U,)
+    cand_dists: np.ndarray   # (U,)
+    cand_layer: np.ndarray   # (U,)
     step_layer: np.ndarray   # (S,) the Lagrangian path: every hull step, by decreasing slope
     step_rate: np.ndarray    # (S,) bytes the step adds
     step_gain: np.ndarray    # (S,) distortion the step saves
@@ -116,7 +124,7 @@ def _hull(r: np.ndarray, d: np.ndarray) -> Hull:
     d_sorted = d[order]
     pareto = np.ones(r.size, bool)                      # drops dominated points and duplicates
     pareto[1:] = d_sorted[1:] < np.minimum.accumulate(d_sorted)[:-1]
-    idx = order[pareto]
+    idx = undominated = order[pareto]
     hr, hd = r[idx], d[idx]
     while idx.size > 2:     # drop every point strictly above the chord of its neighbours, repeat
         keep = np.ones(idx.size, bool)
@@ -126,7 +134,7 @@ def _hull(r: np.ndarray, d: np.ndarray) -> Hull:
         idx, hr, hd = idx[keep], hr[keep], hd[keep]
     slopes = (hd[:-1] - hd[1:]) / np.diff(hr)
     # Exactly convex; cummin only removes last-ulp wiggles so steps stay ordered within a layer.
-    return Hull(idx, hr, hd, np.minimum.accumulate(slopes))
+    return Hull(idx, hr, hd, np.minimum.accumulate(slopes), undominated)
 
 
 def lower_convex_hull(rates, distortions) -> Hull:
@@ -160,16 +168,29 @@ def prepare_menus(menus) -> PreparedMenus:
         dists.append(d)
     hulls = tuple(_hull(r, d) for r, d in zip(rates, dists, strict=True))
     sizes = np.array([h.rates.size for h in hulls])
+    n_cand = np.array([h.undominated.size for h in hulls])
     layer = np.repeat(np.arange(sizes.size), sizes - 1)
     step = np.concatenate([np.arange(s - 1) for s in sizes])
     slope = np.concatenate([h.slopes for h in hulls])
     order = np.lexsort((step, layer, -slope))  # ties: lower layer first, then the layer's order
+    cand_index = np.concatenate([h.undominated for h in hulls])
     return PreparedMenus(
-        tuple(rates), tuple(dists), hulls, np.r_[0, np.cumsum(sizes)],
-        np.concatenate([h.rates for h in hulls]), np.concatenate([h.distortions for h in hulls]),
-        np.repeat(np.arange(sizes.size), sizes), layer[order],
-        np.concatenate([np.diff(h.rates) for h in hulls])[order],
-        np.concatenate([-np.diff(h.distortions) for h in hulls])[order], slope[order])
+        rates=tuple(rates), distortions=tuple(dists), hulls=hulls,
+        hull_offset=np.concatenate([[0], np.cumsum(sizes)]),
+        hull_rates=np.concatenate([h.rates for h in hulls]),
+        hull_dists=np.concatenate([h.distortions for h in hulls]),
+        hull_layer=np.repeat(np.arange(sizes.size), sizes),
+        # undominated points are sorted by rate and the hull is a subsequence of them
+        hull_cand=np.concatenate([np.searchsorted(r[h.undominated], h.rates)
+                                  for r, h in zip(rates, hulls, strict=True)]),
+        cand_offset=np.concatenate([[0], np.cumsum(n_cand)]), cand_index=cand_index,
+        cand_rates=np.concatenate([r[h.undominated] for r, h in zip(rates, hulls, strict=True)]),
+        cand_dists=np.concatenate([d[h.undominated] for d, h in zip(dists, hulls, strict=True)]),
+        cand_layer=np.repeat(np.arange(sizes.size), n_cand),
+        step_layer=layer[order],
+        step_rate=np.concatenate([np.diff(h.rates) for h in hulls])[order],
+        step_gain=np.concatenate([-np.diff(h.distortions) for h in hulls])[order],
+        step_slope=slope[order])
 
 
 def _number(value, name: str, allow_inf: bool = False) -> float:
@@ -263,7 +284,8 @@ def allocate_to_budget(menus, budget_bytes: float, fixed_bytes: float = 0.0,
         c = int(np.flatnonzero(dp == dp[-1])[0])  # the fewest bytes among optimal allocations
         return _allocation(pm, _backtrack(picks, units, c), fixed, lam, bound, method)
     if method == "greedy":
-        pos = _local_search(pm, pos, budget, fixed, minimise_rate=False)
+        choice = _finish(pm, pos, budget, fixed, minimise_rate=False)
+        return _allocation(pm, choice, fixed, lam, bound, method)
     return _allocation(pm, _hull_choice(pm, pos), fixed, lam, bound, method)
 
 
@@ -302,25 +324,41 @@ def allocate_to_distortion(menus, max_distortion: float, fixed_bytes: float = 0.
             if alloc.distortion <= target:
                 return alloc
     if method == "greedy":
-        pos = _local_search(pm, pos, target, fixed, minimise_rate=True)
+        choice = _finish(pm, pos, target, fixed, minimise_rate=True)
+        return _allocation(pm, choice, fixed, lam, bound, method)
     return _allocation(pm, _hull_choice(pm, pos), fixed, lam, bound, method)
 
 
-def _local_search(pm: PreparedMenus, pos, limit: float, fixed: float, minimise_rate: bool):
+def _finish(pm: PreparedMenus, hull_pos, limit: float, fixed: float, minimise_rate: bool):
+    """The greedy finish, from the Lagrangian's hull positions to menu positions.
+
+    A local search over hull points, then one over all undominated points starting where the
+    first ended: the second only improves, and alone it often strands bytes on a point off the
+    hull early (measured in bench/allocate.py).
+    """
+    hull = (pm.hull_rates, pm.hull_dists, pm.hull_offset, pm.hull_layer)
+    cand = (pm.cand_rates, pm.cand_dists, pm.cand_offset, pm.cand_layer)
+    pos = _local_search(*hull, hull_pos, limit, fixed, minimise_rate)
+    pos = _local_search(*cand, pm.hull_cand[pm.hull_offset[:-1] + pos], limit, fixed,
+                        minimise_rate)
+    return pm.cand_index[pm.cand_offset[:-1] + pos]
+
+
+def _local_search(rates, dists, off, lay, pos, limit, fixed, minimise_rate) -> np.ndarray:
     """Best improving move while one exists: the objective falls strictly, the constraint holds.
 
-    A move sends one layer to any other point of its hull; an exchange first moves another layer
-    one hull step in the direction that frees constraint (fewer bytes, or less distortion) and
-    spends what it freed. Ties: single moves first, then lower layers (argmin's first index).
+    Candidates of layer i are rates/dists[off[i]:off[i+1]], by increasing rate; ``pos`` holds one
+    position per layer. A move sends one layer to any other candidate; an exchange first moves
+    another layer one candidate over in the direction that frees constraint (fewer bytes, or less
+    distortion) and spends what it freed. Ties: single moves first, then lower layers.
     """
-    obj, con = (pm.hull_rates, pm.hull_dists) if minimise_rate else (pm.hull_dists, pm.hull_rates)
-    off, lay, sizes = pm.hull_offset, pm.hull_layer, np.diff(pm.hull_offset)
+    obj, con = (rates, dists) if minimise_rate else (dists, rates)
+    sizes = np.diff(off)
     free, base = (1, 0.0) if minimise_rate else (-1, fixed)
-    pos = pos.copy()
     for _ in range(obj.size):
         cur = off[:-1] + pos
         used = math.fsum([base, *con[cur]])
-        d_obj, d_con = obj - obj[cur][lay], con - con[cur][lay]  # (H,): layer lay[m] goes to m
+        d_obj, d_con = obj - obj[cur][lay], con - con[cur][lay]  # (U,): layer lay[m] goes to m
         back = np.flatnonzero((pos + free >= 0) & (pos + free < sizes))  # layers that can free
         s_pt = off[back] + pos[back] + free
         freed = max(0.0, -d_con[s_pt].min()) if back.size else 0.0
