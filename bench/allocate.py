@@ -47,8 +47,8 @@ def speed() -> None:
     pm = prepare_menus(menus)
     budget = 0.3 * sum(r.max() for r, _ in menus)
     target = allocate_to_budget(pm, budget).distortion * 1.5
-    print(f"50 layers x 300 points: {pm.hull_rates.size} hull points, "
-          f"{pm.step_slope.size} Lagrangian breakpoints")
+    print(f"50 layers x 300 points: {pm.cand.rates.size} undominated, {pm.hull.rates.size} "
+          f"on the hulls, {pm.step_slope.size} Lagrangian breakpoints")
     rows = [("prepare_menus", lambda: prepare_menus(menus)),
             ("budget, lagrangian", lambda: allocate_to_budget(pm, budget, method="lagrangian")),
             ("budget, greedy", lambda: allocate_to_budget(pm, budget)),

@@ -29,6 +29,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import NamedTuple
 
 import numpy as np
 
@@ -65,6 +66,25 @@ class Allocation:
     method: str              # "lagrangian", "greedy" or "exact"
 
 
+class _Points(NamedTuple):
+    """Per-layer point sets concatenated: layer i owns [offset[i], offset[i+1]), by rate."""
+
+    offset: np.ndarray  # (layers+1,)
+    index: np.ndarray   # (P,) menu position of each point
+    rates: np.ndarray   # (P,)
+    dists: np.ndarray   # (P,)
+    layer: np.ndarray   # (P,)
+
+
+def _points(rates, dists, positions) -> _Points:
+    sizes = [p.size for p in positions]
+    pairs = list(zip(rates, dists, positions, strict=True))
+    return _Points(np.concatenate([[0], np.cumsum(sizes)]), np.concatenate(positions),
+                   np.concatenate([r[p] for r, _, p in pairs]),
+                   np.concatenate([d[p] for _, d, p in pairs]),
+                   np.repeat(np.arange(len(sizes)), sizes))
+
+
 @dataclass(frozen=True)
 class PreparedMenus:
     """Validated menus, their hulls and the Lagrangian path; reuse it across many calls."""
@@ -72,16 +92,9 @@ class PreparedMenus:
     rates: tuple[np.ndarray, ...]        # per layer (points,)
     distortions: tuple[np.ndarray, ...]  # per layer (points,)
     hulls: tuple[Hull, ...]
-    hull_offset: np.ndarray  # (layers+1,) where each layer's hull starts in the arrays below
-    hull_rates: np.ndarray   # (H,) all hulls' rates, concatenated by layer
-    hull_dists: np.ndarray   # (H,)
-    hull_layer: np.ndarray   # (H,) layer of each hull point
+    hull: _Points            # every layer's hull points
+    cand: _Points            # every layer's undominated points (the hull is a subsequence)
     hull_cand: np.ndarray    # (H,) each hull point's position among its layer's candidates
-    cand_offset: np.ndarray  # (layers+1,) candidates of the finish = undominated points, by layer
-    cand_index: np.ndarray   # (U,) menu position of each candidate
-    cand_rates: np.ndarray   # (U,)
-    cand_dists: np.ndarray   # (U,)
-    cand_layer: np.ndarray   # (U,)
     step_layer: np.ndarray   # (S,) the Lagrangian path: every hull step, by decreasing slope
     step_rate: np.ndarray    # (S,) bytes the step adds
     step_gain: np.ndarray    # (S,) distortion the step saves
@@ -168,25 +181,16 @@ def prepare_menus(menus) -> PreparedMenus:
         dists.append(d)
     hulls = tuple(_hull(r, d) for r, d in zip(rates, dists, strict=True))
     sizes = np.array([h.rates.size for h in hulls])
-    n_cand = np.array([h.undominated.size for h in hulls])
     layer = np.repeat(np.arange(sizes.size), sizes - 1)
     step = np.concatenate([np.arange(s - 1) for s in sizes])
     slope = np.concatenate([h.slopes for h in hulls])
     order = np.lexsort((step, layer, -slope))  # ties: lower layer first, then the layer's order
-    cand_index = np.concatenate([h.undominated for h in hulls])
     return PreparedMenus(
         rates=tuple(rates), distortions=tuple(dists), hulls=hulls,
-        hull_offset=np.concatenate([[0], np.cumsum(sizes)]),
-        hull_rates=np.concatenate([h.rates for h in hulls]),
-        hull_dists=np.concatenate([h.distortions for h in hulls]),
-        hull_layer=np.repeat(np.arange(sizes.size), sizes),
-        # undominated points are sorted by rate and the hull is a subsequence of them
+        hull=_points(rates, dists, [h.index for h in hulls]),
+        cand=_points(rates, dists, [h.undominated for h in hulls]),
         hull_cand=np.concatenate([np.searchsorted(r[h.undominated], h.rates)
                                   for r, h in zip(rates, hulls, strict=True)]),
-        cand_offset=np.concatenate([[0], np.cumsum(n_cand)]), cand_index=cand_index,
-        cand_rates=np.concatenate([r[h.undominated] for r, h in zip(rates, hulls, strict=True)]),
-        cand_dists=np.concatenate([d[h.undominated] for d, h in zip(dists, hulls, strict=True)]),
-        cand_layer=np.repeat(np.arange(sizes.size), n_cand),
         step_layer=layer[order],
         step_rate=np.concatenate([np.diff(h.rates) for h in hulls])[order],
         step_gain=np.concatenate([-np.diff(h.distortions) for h in hulls])[order],
@@ -210,8 +214,8 @@ def _fmt(x: float) -> str:
 
 
 def _totals(pm: PreparedMenus, pos: np.ndarray, fixed: float) -> tuple[float, float]:
-    cur = pm.hull_offset[:-1] + pos
-    return math.fsum([fixed, *pm.hull_rates[cur]]), math.fsum(pm.hull_dists[cur])
+    cur = pm.hull.offset[:-1] + pos
+    return math.fsum([fixed, *pm.hull.rates[cur]]), math.fsum(pm.hull.dists[cur])
 
 
 def _prefix(pm: PreparedMenus, k: int) -> np.ndarray:
@@ -226,10 +230,6 @@ def _allocation(pm, choice, fixed, slope, bound, method) -> Allocation:
                       math.fsum([fixed, *rates]), math.fsum(dists), slope, bound, method)
 
 
-def _hull_choice(pm: PreparedMenus, pos: np.ndarray) -> np.ndarray:
-    return np.array([h.index[p] for h, p in zip(pm.hulls, pos, strict=True)], dtype=np.int64)
-
-
 def allocate_at_slope(menus, lam: float, fixed_bytes: float = 0.0) -> Allocation:
     """Per layer argmin_j D_ij + λ R_ij: the water-filling solution at water level λ.
 
@@ -241,7 +241,8 @@ def allocate_at_slope(menus, lam: float, fixed_bytes: float = 0.0) -> Allocation
     fixed = _number(fixed_bytes, "fixed_bytes")
     # Steps are sorted by slope, so "every step steeper than λ" is a prefix of the path.
     pos = _prefix(pm, int(np.searchsorted(-pm.step_slope, -lam, side="left")))
-    alloc = _allocation(pm, _hull_choice(pm, pos), fixed, lam, 0.0, "lagrangian")
+    alloc = _allocation(pm, pm.hull.index[pm.hull.offset[:-1] + pos], fixed, lam, 0.0,
+                        "lagrangian")
     return Allocation(**{**alloc.__dict__, "lower_bound": alloc.distortion})
 
 
@@ -278,15 +279,8 @@ def allocate_to_budget(menus, budget_bytes: float, fixed_bytes: float = 0.0,
     rate, dist = _totals(pm, pos, fixed)
     lam = float(pm.step_slope[k]) if k < steps else 0.0
     bound = dist - lam * (budget - rate) if k < steps else dist
-    if method == "exact":
-        span = math.fsum(r.max() - r.min() for r in pm.rates)
-        dp, picks, units = _knapsack(pm, min(budget - smallest, span), max_dp_work)
-        c = int(np.flatnonzero(dp == dp[-1])[0])  # the fewest bytes among optimal allocations
-        return _allocation(pm, _backtrack(picks, units, c), fixed, lam, bound, method)
-    if method == "greedy":
-        choice = _finish(pm, pos, budget, fixed, minimise_rate=False)
-        return _allocation(pm, choice, fixed, lam, bound, method)
-    return _allocation(pm, _hull_choice(pm, pos), fixed, lam, bound, method)
+    choice = _finish(pm, pos, budget, fixed, method, max_dp_work, minimise_rate=False)
+    return _allocation(pm, choice, fixed, lam, bound, method)
 
 
 def allocate_to_distortion(menus, max_distortion: float, fixed_bytes: float = 0.0,
@@ -302,7 +296,7 @@ def allocate_to_distortion(menus, max_distortion: float, fixed_bytes: float = 0.
     fixed = _number(fixed_bytes, "fixed_bytes")
     _check_method(method)
     steps = pm.step_slope.size
-    smallest = _totals(pm, np.diff(pm.hull_offset) - 1, fixed)[1]
+    smallest = _totals(pm, np.diff(pm.hull.offset) - 1, fixed)[1]
     if target < smallest:
         raise ConfigError(f"max_distortion={_fmt(target)} is below the smallest achievable total "
                           f"distortion {_fmt(smallest)} (each layer's most accurate candidate); "
@@ -316,44 +310,48 @@ def allocate_to_distortion(menus, max_distortion: float, fixed_bytes: float = 0.
     rate, dist = _totals(pm, pos, fixed)
     lam = float(pm.step_slope[k]) if k < steps else 0.0
     bound = rate - (target - dist) / pm.step_slope[k - 1] if k > 0 else rate
-    if method == "exact":
-        span = math.fsum(r.max() - r.min() for r in pm.rates)
-        dp, picks, units = _knapsack(pm, span, max_dp_work)
-        for c in np.flatnonzero(dp <= target):  # the fewest bytes; fsum confirms the target
-            alloc = _allocation(pm, _backtrack(picks, units, int(c)), fixed, lam, bound, method)
-            if alloc.distortion <= target:
-                return alloc
-    if method == "greedy":
-        choice = _finish(pm, pos, target, fixed, minimise_rate=True)
-        return _allocation(pm, choice, fixed, lam, bound, method)
-    return _allocation(pm, _hull_choice(pm, pos), fixed, lam, bound, method)
+    choice = _finish(pm, pos, target, fixed, method, max_dp_work, minimise_rate=True)
+    return _allocation(pm, choice, fixed, lam, bound, method)
 
 
-def _finish(pm: PreparedMenus, hull_pos, limit: float, fixed: float, minimise_rate: bool):
-    """The greedy finish, from the Lagrangian's hull positions to menu positions.
+def _finish(pm: PreparedMenus, pos, limit, fixed, method, max_dp_work, minimise_rate):
+    """Menu positions from the Lagrangian's hull positions ``pos``, finished by ``method``.
 
-    A local search over hull points, then one over all undominated points starting where the
-    first ended: the second only improves, and alone it often strands bytes on a point off the
-    hull early (measured in bench/allocate.py).
+    "greedy": a local search over hull points, then one over all undominated points from where
+    the first ended (only improves; alone it often strands bytes early on a point off the hull).
+    "exact": the knapsack DP; among optimal allocations the one with the fewest bytes.
     """
-    hull = (pm.hull_rates, pm.hull_dists, pm.hull_offset, pm.hull_layer)
-    cand = (pm.cand_rates, pm.cand_dists, pm.cand_offset, pm.cand_layer)
-    pos = _local_search(*hull, hull_pos, limit, fixed, minimise_rate)
-    pos = _local_search(*cand, pm.hull_cand[pm.hull_offset[:-1] + pos], limit, fixed,
-                        minimise_rate)
-    return pm.cand_index[pm.cand_offset[:-1] + pos]
+    if method == "lagrangian":
+        return pm.hull.index[pm.hull.offset[:-1] + pos]
+    if method == "greedy":
+        pos = _local_search(pm.hull, pos, limit, fixed, minimise_rate)
+        pos = _local_search(pm.cand, pm.hull_cand[pm.hull.offset[:-1] + pos], limit, fixed,
+                            minimise_rate)
+        return pm.cand.index[pm.cand.offset[:-1] + pos]
+    span = math.fsum(r.max() - r.min() for r in pm.rates)
+    room = limit - math.fsum([fixed, *(r.min() for r in pm.rates)])
+    dp, picks, units = _knapsack(pm, span if minimise_rate else min(room, span), max_dp_work)
+    if not minimise_rate:
+        return _backtrack(pm, picks, units, int(np.flatnonzero(dp == dp[-1])[0]))
+    # The fewest bytes within the target, confirmed with exact sums; the last capacity holds
+    # every layer's most accurate point, which meets any accepted target.
+    for c in [*np.flatnonzero(dp <= limit), dp.size - 1]:
+        choice = _backtrack(pm, picks, units, int(c))
+        if math.fsum(d[j] for d, j in zip(pm.distortions, choice, strict=True)) <= limit:
+            return choice
+    raise AssertionError("unreachable: the most accurate allocation meets the target")
 
 
-def _local_search(rates, dists, off, lay, pos, limit, fixed, minimise_rate) -> np.ndarray:
+def _local_search(points: _Points, pos, limit, fixed, minimise_rate) -> np.ndarray:
     """Best improving move while one exists: the objective falls strictly, the constraint holds.
 
-    Candidates of layer i are rates/dists[off[i]:off[i+1]], by increasing rate; ``pos`` holds one
-    position per layer. A move sends one layer to any other candidate; an exchange first moves
-    another layer one candidate over in the direction that frees constraint (fewer bytes, or less
-    distortion) and spends what it freed. Ties: single moves first, then lower layers.
+    ``pos``: one position per layer within ``points``. A move sends one layer to any other
+    point; an exchange first moves another layer one point over in the direction that frees
+    constraint (fewer bytes, or less distortion) and spends what it freed. Ties: single moves
+    first, then lower layers.
     """
-    obj, con = (rates, dists) if minimise_rate else (dists, rates)
-    sizes = np.diff(off)
+    off, lay, sizes = points.offset, points.layer, np.diff(points.offset)
+    obj, con = (points.rates, points.dists) if minimise_rate else (points.dists, points.rates)
     free, base = (1, 0.0) if minimise_rate else (-1, fixed)
     for _ in range(obj.size):
         cur = off[:-1] + pos
@@ -387,18 +385,22 @@ def _local_search(rates, dists, off, lay, pos, limit, fixed, minimise_rate) -> n
 
 
 def _knapsack(pm: PreparedMenus, capacity: float, max_work: float):
-    """Multiple-choice knapsack over all menu points, exact for integer rates.
+    """Multiple-choice knapsack, exact for integer rates, over the undominated points (a
+    dominated point never beats the point dominating it, so the optimum is over all points).
 
     With u_ij = (R_ij − min_j R_ij)/g (g the gcd of all of them), dp[c] = min Σ_i D_i over
-    choices with Σ_i u_i ≤ c, for c = 0..⌊capacity/g⌋; picks[i][c] is layer i's argmin (first
-    menu position on ties). dp is non-increasing in c.
+    choices with Σ_i u_i ≤ c, for c = 0..⌊capacity/g⌋; picks[i][c] is layer i's argmin among
+    its candidates (the cheapest on ties). dp is non-increasing in c.
     """
     for i, r in enumerate(pm.rates):
         if not np.array_equal(r, np.round(r)):
             raise ConfigError(f"method='exact' needs integer rates (bytes); menus[{i}] has rate "
                               f"{float(r[r != np.round(r)][0])!r}: round rates up to bytes or use "
                               "method='greedy'")
-    units = [(r - r.min()).astype(np.int64) for r in pm.rates]
+    cuts = pm.cand.offset
+    rates = [pm.cand.rates[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    dists = [pm.cand.dists[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    units = [(r - r[0]).astype(np.int64) for r in rates]  # r[0] is the layer's smallest rate
     g = int(np.gcd.reduce(np.concatenate(units))) or 1
     units = [u // g for u in units]
     cap = int(math.floor(capacity)) // g
@@ -408,7 +410,7 @@ def _knapsack(pm: PreparedMenus, capacity: float, max_work: float):
                           f" in steps of {g} bytes + 1)), above max_dp_work={max_work:g}; use "
                           "method='greedy' (gap ≤ distortion − lower_bound) or raise max_dp_work")
     dp, picks = np.zeros(cap + 1), []
-    for u, d in zip(units, pm.distortions, strict=True):
+    for u, d in zip(units, dists, strict=True):
         cur, arg = np.full(cap + 1, np.inf), np.zeros(cap + 1, np.int32)
         for j in np.flatnonzero(u <= cap):
             cand = dp[: cap + 1 - u[j]] + d[j]     # (cap + 1 − u_j,) this layer at point j
@@ -419,9 +421,10 @@ def _knapsack(pm: PreparedMenus, capacity: float, max_work: float):
     return dp, picks, units
 
 
-def _backtrack(picks, units, c: int) -> np.ndarray:
-    choice = []
-    for arg, u in zip(reversed(picks), reversed(units), strict=True):
-        choice.append(int(arg[c]))
-        c -= int(u[choice[-1]])
-    return np.array(choice[::-1], dtype=np.int64)
+def _backtrack(pm: PreparedMenus, picks, units, c: int) -> np.ndarray:
+    """Menu positions of the DP's argmin at capacity c, found from the last layer back."""
+    pos = np.zeros(len(picks), np.int64)
+    for i in reversed(range(len(picks))):
+        pos[i] = picks[i][c]
+        c -= int(units[i][pos[i]])
+    return pm.cand.index[pm.cand.offset[:-1] + pos]
