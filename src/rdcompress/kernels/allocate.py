@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import NamedTuple
 
@@ -243,7 +243,7 @@ def allocate_at_slope(menus, lam: float, fixed_bytes: float = 0.0) -> Allocation
     pos = _prefix(pm, int(np.searchsorted(-pm.step_slope, -lam, side="left")))
     alloc = _allocation(pm, pm.hull.index[pm.hull.offset[:-1] + pos], fixed, lam, 0.0,
                         "lagrangian")
-    return Allocation(**{**alloc.__dict__, "lower_bound": alloc.distortion})
+    return replace(alloc, lower_bound=alloc.distortion)
 
 
 def _check_method(method: str) -> None:
@@ -257,11 +257,11 @@ def allocate_to_budget(menus, budget_bytes: float, fixed_bytes: float = 0.0,
 
     ``"lagrangian"``: the longest prefix of the Lagrangian path that fits (exact breakpoints, no
     bisection), optimal among all allocations with no more bytes than it uses. ``"greedy"``: then
-    improving moves between hull points until none fits the bytes left. ``"exact"``: a
-    multiple-choice knapsack DP over all menu points (integer rates; refused when
-    points × (budget span + 1) > ``max_dp_work``). ``slope`` is the water level λ of the
-    Lagrangian solution and ``lower_bound`` = D_prefix − λ·(budget − R_prefix), the convex-hull
-    relaxation: the optimum lies in [lower_bound, distortion].
+    improving moves (over hull points, then all undominated points) until none fits the bytes
+    left. ``"exact"``: a multiple-choice knapsack DP over all menu points (integer rates;
+    refused when points × (budget span + 1) > ``max_dp_work``). ``slope`` is the water level λ
+    of the Lagrangian solution and ``lower_bound`` = D_prefix − λ·(budget − R_prefix), the
+    convex-hull relaxation: the optimum lies in [lower_bound, distortion].
     """
     pm, budget = prepare_menus(menus), _number(budget_bytes, "budget_bytes", allow_inf=True)
     fixed = _number(fixed_bytes, "fixed_bytes")
@@ -271,7 +271,7 @@ def allocate_to_budget(menus, budget_bytes: float, fixed_bytes: float = 0.0,
     if budget < smallest:
         raise ConfigError(f"budget_bytes={_fmt(budget)} is below the smallest achievable total "
                           f"{_fmt(smallest)} bytes (each layer's smallest candidate + fixed_bytes="
-                          f"{fixed:g}); raise the budget or offer cheaper candidates")
+                          f"{_fmt(fixed)}); raise the budget or offer cheaper candidates")
     k = int(np.searchsorted(smallest + np.cumsum(pm.step_rate), budget, side="right"))
     while k > 0 and _totals(pm, _prefix(pm, k), fixed)[0] > budget:
         k -= 1  # float rates only: the running sum rounded below the exact total
