@@ -69,11 +69,11 @@ class Allocation:
 class _Points(NamedTuple):
     """Per-layer point sets concatenated: layer i owns [offset[i], offset[i+1]), by rate."""
 
-    offset: np.ndarray  # (layers+1,)
-    index: np.ndarray   # (P,) menu position of each point
-    rates: np.ndarray   # (P,)
-    dists: np.ndarray   # (P,)
-    layer: np.ndarray   # (P,)
+    offset: np.ndarray    # (layers+1,)
+    menu_pos: np.ndarray  # (P,) menu position of each point
+    rates: np.ndarray     # (P,)
+    dists: np.ndarray     # (P,)
+    layer: np.ndarray     # (P,)
 
 
 def _points(rates, dists, positions) -> _Points:
@@ -241,7 +241,7 @@ def allocate_at_slope(menus, lam: float, fixed_bytes: float = 0.0) -> Allocation
     fixed = _number(fixed_bytes, "fixed_bytes")
     # Steps are sorted by slope, so "every step steeper than λ" is a prefix of the path.
     pos = _prefix(pm, int(np.searchsorted(-pm.step_slope, -lam, side="left")))
-    alloc = _allocation(pm, pm.hull.index[pm.hull.offset[:-1] + pos], fixed, lam, 0.0,
+    alloc = _allocation(pm, pm.hull.menu_pos[pm.hull.offset[:-1] + pos], fixed, lam, 0.0,
                         "lagrangian")
     return replace(alloc, lower_bound=alloc.distortion)
 
@@ -322,12 +322,12 @@ def _finish(pm: PreparedMenus, pos, limit, fixed, method, max_dp_work, minimise_
     "exact": the knapsack DP; among optimal allocations the one with the fewest bytes.
     """
     if method == "lagrangian":
-        return pm.hull.index[pm.hull.offset[:-1] + pos]
+        return pm.hull.menu_pos[pm.hull.offset[:-1] + pos]
     if method == "greedy":
         pos = _local_search(pm.hull, pos, limit, fixed, minimise_rate)
         pos = _local_search(pm.cand, pm.hull_cand[pm.hull.offset[:-1] + pos], limit, fixed,
                             minimise_rate)
-        return pm.cand.index[pm.cand.offset[:-1] + pos]
+        return pm.cand.menu_pos[pm.cand.offset[:-1] + pos]
     span = math.fsum(r.max() - r.min() for r in pm.rates)
     room = limit - math.fsum([fixed, *(r.min() for r in pm.rates)])
     dp, picks, units = _knapsack(pm, span if minimise_rate else min(room, span), max_dp_work)
@@ -427,4 +427,4 @@ def _backtrack(pm: PreparedMenus, picks, units, c: int) -> np.ndarray:
     for i in reversed(range(len(picks))):
         pos[i] = picks[i][c]
         c -= int(units[i][pos[i]])
-    return pm.cand.index[pm.cand.offset[:-1] + pos]
+    return pm.cand.menu_pos[pm.cand.offset[:-1] + pos]
