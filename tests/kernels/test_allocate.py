@@ -33,10 +33,12 @@ def _menus(points_per_layer):
             for pts in points_per_layer]
 
 
-def _brute(menus):
-    """Every combination: (choices (N, layers), total rate (N,), total distortion (N,))."""
+def _brute(menus, fixed=0.0):
+    """Every combination: (choices (N, layers), total rate (N,), total distortion (N,)), summed
+    as the kernel sums (correctly rounded, fixed bytes included)."""
     combos = np.array(list(itertools.product(*[range(r.size) for r, _ in menus])))
-    rates = np.array([math.fsum(r[j] for (r, _), j in zip(menus, c, strict=True)) for c in combos])
+    rates = np.array([math.fsum([fixed, *(r[j] for (r, _), j in zip(menus, c, strict=True))])
+                      for c in combos])
     dists = np.array([math.fsum(d[j] for (_, d), j in zip(menus, c, strict=True)) for c in combos])
     return combos, rates, dists
 
@@ -183,10 +185,11 @@ def test_budget_exact_equals_brute_force_with_fewest_bytes(points, data, fixed):
 @given(st.lists(st.one_of(INT_POINTS, FLOAT_POINTS), min_size=1, max_size=4), st.data())
 def test_budget_greedy_never_worse_gap_within_next_step(points, data):
     menus = _menus(points)
-    budget = _budget(data, menus)
-    lagr = allocate_to_budget(menus, budget, method="lagrangian")
-    greedy = allocate_to_budget(menus, budget, method="greedy")
-    _, rates, dists = _brute(menus)
+    fixed = data.draw(st.sampled_from([0.0, 0.5, 3.0]), label="fixed")
+    budget = _budget(data, menus) + fixed
+    lagr = allocate_to_budget(menus, budget, fixed_bytes=fixed, method="lagrangian")
+    greedy = allocate_to_budget(menus, budget, fixed_bytes=fixed, method="greedy")
+    _, rates, dists = _brute(menus, fixed)
     optimum = dists[rates <= budget].min()
     assert greedy.rate <= budget and greedy.distortion <= lagr.distortion
     assert greedy.lower_bound == lagr.lower_bound <= optimum + 1e-9 * max(1.0, optimum)
