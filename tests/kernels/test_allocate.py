@@ -87,6 +87,16 @@ def test_hull_matches_naive_exact_check(points):
                                rtol=1e-12)
 
 
+@FAST
+@given(st.lists(st.one_of(INT_POINTS, FLOAT_POINTS), min_size=1, max_size=6))
+def test_hulls_of_many_layers_at_once_match_naive(points):
+    # prepare_menus runs the chord tests on all layers together: no triple may span two layers.
+    menus = _menus(points)
+    for hull, (r, d) in zip(prepare_menus(menus).hulls, menus, strict=True):
+        assert set(hull.index.tolist()) == _naive_hull(r, d)
+        assert set(hull.undominated.tolist()) >= set(hull.index.tolist())
+
+
 def test_hull_by_hand_unsorted_duplicates_collinear():
     # (3, 2.5) is dominated by (2, 1); (1, 6) by (1, 5); (0, 10) appears twice (first kept);
     # (4, 0.5), (6, 0.0) lie on one line from (2, 1) with slope 0.25: collinear points stay.

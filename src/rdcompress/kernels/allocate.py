@@ -132,22 +132,32 @@ def _orient(ra, da, rb, db, rc, dc) -> np.ndarray:
     return sign
 
 
-def _hull(r: np.ndarray, d: np.ndarray) -> Hull:
-    order = np.lexsort((np.arange(r.size), d, r))       # by rate, then distortion, then position
-    d_sorted = d[order]
-    pareto = np.ones(r.size, bool)                      # drops dominated points and duplicates
-    pareto[1:] = d_sorted[1:] < np.minimum.accumulate(d_sorted)[:-1]
-    idx = undominated = order[pareto]
-    hr, hd = r[idx], d[idx]
-    while idx.size > 2:     # drop every point strictly above the chord of its neighbours, repeat
-        keep = np.ones(idx.size, bool)
-        keep[1:-1] = _orient(hr[:-2], hd[:-2], hr[1:-1], hd[1:-1], hr[2:], hd[2:]) >= 0
-        if keep.all():
-            break           # locally convex and x-monotone: this is the lower hull
-        idx, hr, hd = idx[keep], hr[keep], hd[keep]
-    slopes = (hd[:-1] - hd[1:]) / np.diff(hr)
-    # Exactly convex; cummin only removes last-ulp wiggles so steps stay ordered within a layer.
-    return Hull(idx, hr, hd, np.minimum.accumulate(slopes), undominated)
+def _hulls(rates: list[np.ndarray], dists: list[np.ndarray]) -> tuple[Hull, ...]:
+    """Every layer's hull; the chord tests run on all layers' points at once."""
+    undominated = []
+    for r, d in zip(rates, dists, strict=True):
+        order = np.lexsort((np.arange(r.size), d, r))   # by rate, then distortion, then position
+        d_sorted = d[order]
+        pareto = np.ones(r.size, bool)                  # drops dominated points and duplicates
+        pareto[1:] = d_sorted[1:] < np.minimum.accumulate(d_sorted)[:-1]
+        undominated.append(order[pareto])
+    pts = _points(rates, dists, undominated)
+    alive = np.arange(pts.layer.size)
+    while True:     # drop every point strictly above the chord of its neighbours, repeat
+        lay, hr, hd = pts.layer[alive], pts.rates[alive], pts.dists[alive]
+        mid = 1 + np.flatnonzero((lay[:-2] == lay[1:-1]) & (lay[1:-1] == lay[2:]))
+        above = _orient(hr[mid - 1], hd[mid - 1], hr[mid], hd[mid], hr[mid + 1], hd[mid + 1]) < 0
+        if not above.any():
+            break   # locally convex and x-monotone in every layer: these are the lower hulls
+        alive = np.delete(alive, mid[above])
+    cuts = np.searchsorted(pts.layer[alive], np.arange(1, len(rates)))
+    hulls = []
+    for r, d, und, idx in zip(rates, dists, undominated, np.split(pts.menu_pos[alive], cuts),
+                              strict=True):
+        slopes = (d[idx][:-1] - d[idx][1:]) / np.diff(r[idx])
+        # Exactly convex; cummin removes last-ulp wiggles so steps stay ordered within a layer.
+        hulls.append(Hull(idx, r[idx], d[idx], np.minimum.accumulate(slopes), und))
+    return tuple(hulls)
 
 
 def lower_convex_hull(rates, distortions) -> Hull:
@@ -157,7 +167,8 @@ def lower_convex_hull(rates, distortions) -> Hull:
     a chord go; collinear points on a hull edge stay (selectable at a tie, useful to the finish).
     Orientation tests are exact (float filter, ``fractions`` fallback). Input order is free.
     """
-    return _hull(*_menu_arrays(rates, distortions, "menu"))
+    r, d = _menu_arrays(rates, distortions, "menu")
+    return _hulls([r], [d])[0]
 
 
 def prepare_menus(menus) -> PreparedMenus:
@@ -179,7 +190,7 @@ def prepare_menus(menus) -> PreparedMenus:
         r, d = _menu_arrays(menu[0], menu[1], f"menus[{i}]")
         rates.append(r)
         dists.append(d)
-    hulls = tuple(_hull(r, d) for r, d in zip(rates, dists, strict=True))
+    hulls = _hulls(rates, dists)
     sizes = np.array([h.rates.size for h in hulls])
     layer = np.repeat(np.arange(sizes.size), sizes - 1)
     step = np.concatenate([np.arange(s - 1) for s in sizes])
