@@ -17,6 +17,7 @@ from rdcompress.kernels import (
     allocate_at_slope,
     allocate_to_budget,
     allocate_to_distortion,
+    lagrangian_path,
     lower_convex_hull,
     prepare_menus,
 )
@@ -152,6 +153,21 @@ def test_slope_ties_go_to_fewer_bytes(points, lam):
     lagr = dists + lam * rates
     assert alloc.distortion + lam * alloc.rate == lagr.min()
     assert alloc.rate == rates[lagr == lagr.min()].min()
+
+
+@FAST
+@given(st.lists(INT_POINTS, min_size=1, max_size=4))
+def test_path_points_are_optimal_and_match_the_budget_solver(points):
+    menus = _menus(points)
+    slopes, path_rates, path_dists = lagrangian_path(menus, fixed_bytes=2)
+    _, rates, dists = _brute(menus, 2.0)
+    assert (np.diff(path_rates) > 0).all() and (np.diff(path_dists) < 0).all()
+    assert (np.diff(slopes) <= 0).all() and slopes[-1] == 0
+    assert path_rates[0] == rates.min() and path_dists[-1] == dists.min()
+    for rate, dist in zip(path_rates, path_dists, strict=True):
+        assert dist == dists[rates <= rate].min()    # integers: exact
+        lagr = allocate_to_budget(menus, rate, fixed_bytes=2, method="lagrangian")
+        assert (lagr.rate, lagr.distortion) == (rate, dist)
 
 
 def test_slope_extremes_pick_cheapest_and_most_accurate():

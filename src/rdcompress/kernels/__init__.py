@@ -7,6 +7,7 @@ from rdcompress.kernels.allocate import (
     allocate_at_slope,
     allocate_to_budget,
     allocate_to_distortion,
+    lagrangian_path,
     lower_convex_hull,
     prepare_menus,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "allocate_at_slope",
     "allocate_to_budget",
     "allocate_to_distortion",
+    "lagrangian_path",
     "lower_convex_hull",
     "prepare_menus",
 ]

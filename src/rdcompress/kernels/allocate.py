@@ -257,6 +257,19 @@ def allocate_at_slope(menus, lam: float, fixed_bytes: float = 0.0) -> Allocation
     return replace(alloc, lower_bound=alloc.distortion)
 
 
+def lagrangian_path(menus, fixed_bytes: float = 0.0):
+    """Every Lagrangian solution at once, for R–D curves: arrays (slopes, rates, distortions).
+
+    Entry k (0..S) is the allocation after the k steepest hull steps of all layers: the argmin
+    for every λ between slopes[k] (the next step's slope; 0 after the last) and the slope of
+    step k − 1. Totals are running sums (within float rounding of the exact ones).
+    """
+    pm, fixed = prepare_menus(menus), _number(fixed_bytes, "fixed_bytes")
+    rate0, dist0 = _totals(pm, _prefix(pm, 0), fixed)
+    return (np.append(pm.step_slope, 0.0), rate0 + np.r_[0.0, np.cumsum(pm.step_rate)],
+            dist0 - np.r_[0.0, np.cumsum(pm.step_gain)])
+
+
 def _check_method(method: str) -> None:
     if method not in METHODS:
         raise ConfigError(f"method={method!r} is unknown; choose one of {', '.join(METHODS)}")
