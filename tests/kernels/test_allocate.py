@@ -22,7 +22,7 @@ from rdcompress.kernels import (
     prepare_menus,
 )
 
-FAST = settings(max_examples=120, deadline=None)
+FAST = settings(max_examples=100, deadline=None)
 # Small integers: ties, duplicates, equal rates and collinear points are frequent.
 INT_POINTS = st.lists(st.tuples(st.integers(0, 12), st.integers(0, 12)), min_size=1, max_size=5)
 FLOAT = st.floats(0, 100, allow_nan=False, allow_infinity=False, width=32)
