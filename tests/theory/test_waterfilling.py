@@ -150,3 +150,24 @@ def test_curve_contains_kinks_and_is_decreasing():
     assert 3.0 in distortions and 9.0 in distortions
     assert np.all(np.diff(rates) <= 1e-12) and rates[-1] == 0.0
     assert bound.curve(50, units="nats")[1][0] == pytest.approx(rates[0] * math.log(2))
+
+
+def test_levels_at_max_distortion_are_finite_when_sums_round_differently():
+    """Issue 18: D = max_distortion (np.sum of the unsorted breakpoints) can exceed the sorted
+    cumulative sum by one ulp; the old code then divided 0 by 0 and returned NaN levels."""
+    rng = np.random.default_rng(0)
+    checked = 0
+    for _ in range(300):
+        m = int(rng.integers(2, 12))
+        bound = LinearRegressionBound(rng.uniform(0.1, 3, m), rng.uniform(0.1, 3, m))
+        cumulative = float(np.cumsum(np.sort(bound.breakpoints))[-1])
+        if cumulative == bound.max_distortion:
+            continue
+        checked += 1
+        for distortion in (bound.max_distortion, cumulative):
+            solution = bound.levels(distortion)
+            assert np.isfinite(solution.mu) and np.all(np.isfinite(solution.levels))
+            # At D_max every rectangle is full: D_i = E[W_i^2], rate 0.
+            np.testing.assert_allclose(solution.levels, bound.second_moments, rtol=1e-12)
+            assert solution.rate < 1e-12
+    assert checked > 0  # the draw must include sums that differ in the last bit

@@ -151,12 +151,17 @@ def water_level_for_distortion(breakpoints: np.ndarray, distortion: float) -> fl
     """
     b_sorted = np.sort(breakpoints)                                  # (m,)
     m = b_sorted.size
-    if distortion >= b_sorted.sum():
-        return float(b_sorted[-1])
     cumulative = np.concatenate([[0.0], np.cumsum(b_sorted)])        # (m+1,) S_0..S_m
     d_at_kinks = cumulative[1:] + (m - np.arange(1, m + 1)) * b_sorted  # (m,) D(b_(j))
     j = int(np.searchsorted(d_at_kinks, distortion, side="right"))  # kinks with D(b) ≤ D
-    return float((distortion - cumulative[j]) / (m - j))
+    # Decide "every rectangle full" from the same rounded sums as the pieces: a sum computed
+    # another way (np.sum, unsorted) can differ in the last bit and leave j = m, i.e. 0/0.
+    if j >= m:
+        return float(b_sorted[-1])
+    # Rounding can also put μ a hair outside its piece; clamp it there (D(μ) is continuous).
+    mu = (distortion - cumulative[j]) / (m - j)
+    low = b_sorted[j - 1] if j > 0 else 0.0
+    return float(min(max(mu, low), b_sorted[j]))
 
 
 def water_level_for_rate(breakpoints: np.ndarray, lambda_x: np.ndarray,
