@@ -19,19 +19,27 @@ from scipy.optimize import minimize_scalar
 from torch import nn
 from torch.utils.data import DataLoader
 
+from rdcompress.batches import BatchFn, unpack_batch
 from rdcompress.errors import ConfigError, NonFiniteError
 
 
 @torch.no_grad()
-def collect_outputs(model: nn.Module, loader: DataLoader, device: str | torch.device = "cpu"
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run ``model`` in eval mode over ``loader``: (outputs (N, C) float64, targets (N,))."""
+def collect_outputs(model: nn.Module, loader: DataLoader, device: str | torch.device = "cpu",
+                    batch_fn: BatchFn | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``model`` in eval mode over ``loader``: (outputs (N, C) float64, targets (N,)).
+
+    Batches are read by ``rdcompress.batches.unpack_batch`` (``batch_fn`` for other layouts)."""
     was_training = model.training
     model.eval()
     outputs, targets = [], []
     try:
-        for inputs, target in loader:
-            out = model(inputs.to(device))
+        for batch in loader:
+            inputs, target = unpack_batch(batch, batch_fn)
+            if target is None:
+                raise ConfigError("evaluation needs labels: the loader must yield (inputs, "
+                                  "labels) batches, dicts with 'labels', or batch_fn must "
+                                  "return labels")
+            out = inputs.to(device)(model)
             outputs.append(out.detach().to("cpu", torch.float64))
             targets.append(target.detach().to("cpu"))
     finally:
@@ -86,10 +94,12 @@ def regression_metrics(outputs: torch.Tensor, reference_outputs: torch.Tensor) -
 
 
 def evaluate(model: nn.Module, loader: DataLoader, reference: nn.Module | None = None,
-             task: str = "classification", device: str | torch.device = "cpu") -> Metrics:
+             task: str = "classification", device: str | torch.device = "cpu",
+             batch_fn: BatchFn | None = None) -> Metrics:
     """Metrics of ``model`` on ``loader``; with ``reference`` (the original), its distortion too."""
-    outputs, targets = collect_outputs(model, loader, device)
-    reference_outputs = collect_outputs(reference, loader, device)[0] if reference else None
+    outputs, targets = collect_outputs(model, loader, device, batch_fn)
+    reference_outputs = collect_outputs(reference, loader, device, batch_fn)[0] \
+        if reference else None
     if task == "regression":
         if reference_outputs is None:
             return Metrics(num_samples=len(outputs),

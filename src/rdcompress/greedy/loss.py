@@ -12,19 +12,30 @@ from collections.abc import Iterable
 import torch
 import torch.nn.functional as F
 
+from rdcompress.batches import BatchFn, unpack_batch
 from rdcompress.errors import ConfigError, NonFiniteError
 
 
-def collect_calibration(loader: Iterable, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """All (inputs, targets) of ``loader`` concatenated; floating inputs cast to ``dtype``."""
+def collect_calibration(loader: Iterable, dtype: torch.dtype, batch_fn: BatchFn | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """All (inputs, targets) of ``loader`` concatenated; floating inputs cast to ``dtype``.
+
+    Batches are read by ``rdcompress.batches.unpack_batch`` (``batch_fn`` for other layouts);
+    greedy compression needs one input tensor per batch, and targets."""
     inputs, targets = [], []
     for batch in loader:
-        if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+        if isinstance(batch, torch.Tensor) and batch_fn is None:
             raise ConfigError(f"the calibration loader must yield (inputs, targets) batches, got "
                               f"{type(batch).__name__}; wrap tensors in rdcompress.pipeline."
                               "tensor_loader(inputs, targets).")
-        inputs.append(torch.as_tensor(batch[0]))
-        targets.append(torch.as_tensor(batch[1]))
+        model_inputs, target = unpack_batch(batch, batch_fn)
+        if model_inputs.single is None or target is None:
+            raise ConfigError(f"greedy compression needs (inputs, targets) batches with one input "
+                              f"tensor, got {len(model_inputs.tensors())} model input tensor(s) "
+                              f"and {'no' if target is None else 'some'} targets; wrap tensors "
+                              "in rdcompress.pipeline.tensor_loader(inputs, targets).")
+        inputs.append(model_inputs.single)
+        targets.append(target)
     if not inputs:
         raise ConfigError("the calibration loader yielded no batches; give it some samples.")
     x, y = torch.cat(inputs), torch.cat(targets)

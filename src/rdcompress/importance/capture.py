@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils._pytree import tree_flatten, tree_map
 
+from rdcompress.batches import ModelInputs
 from rdcompress.errors import ConfigError, NonFiniteError
 from rdcompress.importance.fallback import CallRecord, fallback_per_sample, fallback_squares
 from rdcompress.importance.per_sample import PER_SAMPLE, RuleCache
@@ -325,9 +326,11 @@ def eval_mode(model: nn.Module, trainable: list[nn.Parameter]) -> Iterator[None]
             param.requires_grad_(flag)
 
 
-def locate_non_finite(model: nn.Module, inputs: Tensor) -> NonFiniteError:
+def locate_non_finite(model: nn.Module, inputs: Tensor | ModelInputs) -> NonFiniteError:
     """Run the forward again and name the first module whose output is NaN or inf."""
-    if not torch.isfinite(inputs).all():
+    if isinstance(inputs, Tensor):
+        inputs = ModelInputs((inputs,))
+    if any(t.is_floating_point() and not torch.isfinite(t).all() for t in inputs.tensors()):
         return NonFiniteError("the calibration inputs contain NaN or inf; check the data loader")
     found: list[str] = []
     names = {module: name for name, module in model.named_modules()}
@@ -344,7 +347,7 @@ def locate_non_finite(model: nn.Module, inputs: Tensor) -> NonFiniteError:
     handles = [module.register_forward_hook(hook) for module in model.modules()]
     try:
         with torch.no_grad():
-            model(inputs)
+            inputs(model)
     finally:
         for handle in handles:
             handle.remove()

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator
 import torch
 from torch import Tensor, nn
 
+from rdcompress.batches import BatchFn, ModelInputs, unpack_batch
 from rdcompress.errors import ConfigError
 from rdcompress.importance.accumulator import ImportanceAccumulator
 from rdcompress.importance.capture import Capture, eval_mode, locate_non_finite, plan_sites
@@ -47,11 +48,13 @@ def baseline_importance(model: nn.Module) -> Importance:
 def compute_importance(model: nn.Module, loader: Iterable, objective: str = "fisher", *,
                        temperature: float | str = 1.0, heldout: Iterable | None = None,
                        config: ImportanceConfig | None = None, desc: str | None = None,
-                       **settings: object) -> Importance:
+                       batch_fn: BatchFn | None = None, **settings: object) -> Importance:
     """Diagonal importance of every parameter of ``model`` over calibration ``loader``.
 
-    ``loader`` yields ``(inputs, labels, ...)`` tuples or bare input tensors (labels are needed
-    by "gradient", "hessian" and "gradient+hessian"). ``temperature="auto"`` fits T on
+    ``loader`` yields ``(inputs, labels, ...)`` tuples, bare input tensors or dicts of keyword
+    inputs (labels are needed by "gradient", "hessian" and "gradient+hessian"); other batches,
+    such as ``(ids, mask)``, need ``batch_fn`` (``rdcompress.batches``). The Hessian objectives
+    need models with one input tensor. ``temperature="auto"`` fits T on
     ``heldout`` (App. C.3.1). Other keywords are ``ImportanceConfig`` fields (``mc_samples``,
     ``mu``, ``hessian_method``, ``num_probes``, ``chunk_size``, ``max_samples``, ``dtype``,
     ``include_frozen``, ``seed``), or pass a whole ``config``.
@@ -63,12 +66,13 @@ def compute_importance(model: nn.Module, loader: Iterable, objective: str = "fis
         raise ConfigError(f"pass either config= or keyword settings, not both: {sorted(settings)}")
     if config.objective == "baseline":
         return baseline_importance(model)
-    return accumulate_importance(model, loader, config, heldout=heldout, desc=desc).finalize()
+    return accumulate_importance(model, loader, config, heldout=heldout, desc=desc,
+                                 batch_fn=batch_fn).finalize()
 
 
 def accumulate_importance(model: nn.Module, loader: Iterable, config: ImportanceConfig, *,
-                          heldout: Iterable | None = None, desc: str | None = None
-                          ) -> ImportanceAccumulator:
+                          heldout: Iterable | None = None, desc: str | None = None,
+                          batch_fn: BatchFn | None = None) -> ImportanceAccumulator:
     """Like ``compute_importance`` but returns the mergeable sums (for shards)."""
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -83,7 +87,7 @@ def accumulate_importance(model: nn.Module, loader: Iterable, config: Importance
     floating = {n for n, p in params.items() if p.is_floating_point()}
     frozen = sorted(n for n in floating if not params[n].requires_grad)
     wanted = floating if config.include_frozen else floating - set(frozen)
-    temperature = _resolve_temperature(work, config, heldout, device)
+    temperature = _resolve_temperature(work, config, heldout, device, batch_fn)
     sites = plan_sites(work, wanted)
     metadata = {
         "config": config.to_dict(), "frozen": frozen, "excluded_frozen": not config.include_frozen,
@@ -98,10 +102,10 @@ def accumulate_importance(model: nn.Module, loader: Iterable, config: Importance
     generator = torch.Generator(device=device).manual_seed(config.seed)
     trainable = [params[n] for n in sorted(wanted)]
     with eval_mode(work, trainable), Capture(sites) as capture:
-        for inputs, labels in _chunks(loader, config, device, desc):
+        for inputs, labels in _chunks(loader, config, device, desc, batch_fn):
             quadratic, quartic = _chunk_statistics(work, capture, inputs, labels, config,
                                                    temperature, generator)
-            acc.update(quadratic, quartic, int(inputs.shape[0]))
+            acc.update(quadratic, quartic, inputs.batch_size)
     return acc
 
 
@@ -113,7 +117,7 @@ def _working_copy(model: nn.Module, dtype: torch.dtype) -> nn.Module:
 
 
 def _resolve_temperature(model: nn.Module, config: ImportanceConfig, heldout: Iterable | None,
-                         device: torch.device) -> float:
+                         device: torch.device, batch_fn: BatchFn | None = None) -> float:
     if config.temperature != "auto":
         return float(config.temperature)
     if heldout is None:
@@ -122,41 +126,46 @@ def _resolve_temperature(model: nn.Module, config: ImportanceConfig, heldout: It
     was_training = model.training
     model.eval()
     try:
-        logits, labels = heldout_logits(model, heldout, device, config.torch_dtype)
+        logits, labels = heldout_logits(model, heldout, device, config.torch_dtype, batch_fn)
     finally:
         model.train(was_training)
     return fit_temperature(logits, labels)
 
 
 def _chunks(loader: Iterable, config: ImportanceConfig, device: torch.device,
-            desc: str | None) -> Iterator[tuple[Tensor, Tensor | None]]:
+            desc: str | None, batch_fn: BatchFn | None = None
+            ) -> Iterator[tuple[ModelInputs, Tensor | None]]:
     """Split the loader's batches into chunks of at most ``chunk_size``, up to ``max_samples``."""
     seen = 0
     total = len(loader) if hasattr(loader, "__len__") else None  # type: ignore[arg-type]
     for batch in progress(loader, desc=desc or f"importance ({config.objective})", total=total):
-        inputs, labels = (batch[0], batch[1] if len(batch) > 1 else None) \
-            if isinstance(batch, list | tuple) else (batch, None)
-        if not isinstance(inputs, Tensor):
-            raise ConfigError(f"the loader must yield tensors or (inputs, labels) tuples, got "
-                              f"{type(inputs).__name__}")
+        inputs, labels = unpack_batch(batch, batch_fn)
         if config.needs_labels and labels is None:
             raise ConfigError(f"objective {config.objective!r} needs labels: the loader must "
-                              "yield (inputs, labels) batches")
+                              "yield (inputs, labels) batches (or batch_fn must return labels)")
+        if OBJECTIVES[config.objective][2] and inputs.single is None:
+            raise ConfigError(f"objective {config.objective!r} needs a model with one input "
+                              "tensor; this batch gives several model inputs. Use 'fisher', "
+                              "'fisher-mc', 'gradient' or 'output' for such models")
+        size = inputs.batch_size
+        if labels is not None and (labels.dim() == 0 or labels.shape[0] != size):
+            raise ConfigError(f"the batch has {size} samples but labels of shape "
+                              f"{tuple(labels.shape)}; labels need one row per sample")
         if config.max_samples is not None:
-            inputs = inputs[:config.max_samples - seen]
+            inputs = inputs.rows(0, config.max_samples - seen)
             labels = labels[:config.max_samples - seen] if labels is not None else None
-        inputs = inputs.to(device, config.torch_dtype) if inputs.is_floating_point() \
-            else inputs.to(device)
-        labels = labels.to(device) if isinstance(labels, Tensor) else None
-        for start in range(0, inputs.shape[0], config.chunk_size):
+        inputs = inputs.to(device, config.torch_dtype)
+        labels = labels.to(device) if labels is not None else None
+        size = inputs.batch_size
+        for start in range(0, size, config.chunk_size):
             stop = start + config.chunk_size
-            yield inputs[start:stop], None if labels is None else labels[start:stop]
-        seen += int(inputs.shape[0])
+            yield inputs.rows(start, stop), None if labels is None else labels[start:stop]
+        seen += size
         if config.max_samples is not None and seen >= config.max_samples:
             return
 
 
-def _chunk_statistics(model: nn.Module, capture: Capture, inputs: Tensor,
+def _chunk_statistics(model: nn.Module, capture: Capture, inputs: ModelInputs,
                       labels: Tensor | None, config: ImportanceConfig, temperature: float,
                       generator: torch.Generator
                       ) -> tuple[dict[str, Tensor], dict[str, Tensor] | None]:
@@ -167,7 +176,7 @@ def _chunk_statistics(model: nn.Module, capture: Capture, inputs: Tensor,
         capture.clear()
         capture.active = True
         with torch.enable_grad():
-            outputs = model(inputs)
+            outputs = inputs(model)
         _check_outputs(model, inputs, outputs, objective, labels)
         targets = capture.backward_targets()
         for direction in _directions(outputs, labels, objective, temperature, config, generator):
@@ -175,12 +184,13 @@ def _chunk_statistics(model: nn.Module, capture: Capture, inputs: Tensor,
             if targets:
                 torch.autograd.grad(outputs, targets, grad_outputs=direction.view_as(outputs),
                                     retain_graph=True, allow_unused=True)
-            capture.add_direction(int(inputs.shape[0]))
+            capture.add_direction(inputs.batch_size)
         quadratic = capture.take()
         capture.clear()
     if OBJECTIVES[objective][2]:
         capture.active = False
-        hessian_sums, square_sums = _hessian(model, inputs, labels, config, temperature,
+        assert inputs.single is not None  # checked in _chunks
+        hessian_sums, square_sums = _hessian(model, inputs.single, labels, config, temperature,
                                              generator)
         wanted = {name for site in capture.sites for name in site.params.values()}
         hessian_sums = {k: v for k, v in hessian_sums.items() if k in wanted}
@@ -191,7 +201,7 @@ def _chunk_statistics(model: nn.Module, capture: Capture, inputs: Tensor,
     return quadratic, quartic
 
 
-def _check_outputs(model: nn.Module, inputs: Tensor, outputs: object, objective: str,
+def _check_outputs(model: nn.Module, inputs: ModelInputs, outputs: object, objective: str,
                    labels: Tensor | None) -> None:
     if not isinstance(outputs, Tensor):
         raise ConfigError(f"the model returned {type(outputs).__name__}; importance needs a "

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rdcompress.batches import BatchFn, unpack_batch
 from rdcompress.errors import ConfigError
 
 
@@ -121,8 +122,10 @@ class InputMoments:
 
 @torch.no_grad()
 def collect_input_moments(model: nn.Module, loader: Iterable, names: Iterable[str] | None = None,
-                          max_batches: int | None = None) -> InputMoments:
-    """Run ``model`` (eval mode) over ``loader`` ((inputs, ...) batches or bare inputs)."""
+                          max_batches: int | None = None,
+                          batch_fn: BatchFn | None = None) -> InputMoments:
+    """Run ``model`` (eval mode) over ``loader`` ((inputs, ...) batches, bare inputs or dicts;
+    ``batch_fn`` for other layouts, see ``rdcompress.batches``)."""
     moments = InputMoments(model, names)
     was_training = model.training
     model.eval()
@@ -130,7 +133,7 @@ def collect_input_moments(model: nn.Module, loader: Iterable, names: Iterable[st
         for index, batch in enumerate(loader):
             if max_batches is not None and index >= max_batches:
                 break
-            model(batch[0] if isinstance(batch, (tuple, list)) else batch)
+            unpack_batch(batch, batch_fn)[0](model)
     finally:
         moments.free()
         model.train(was_training)
