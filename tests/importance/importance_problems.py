@@ -209,6 +209,81 @@ class TiedWithFallback(nn.Module):
         return self.head(self.scale(self.linear(x)))
 
 
+class PositionEmbeddings(nn.Module):
+    """Token + position embeddings, position_ids of shape (1, L) broadcast over the batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokens, self.positions = nn.Embedding(9, 6), nn.Embedding(7, 6)
+        self.norm = nn.LayerNorm(6)
+        self.head = nn.Linear(6, CLASSES)
+
+    def forward(self, tokens: Tensor) -> Tensor:  # (N, L) int
+        position_ids = torch.arange(tokens.shape[1]).unsqueeze(0)  # (1, L)
+        return self.head(self.norm(self.tokens(tokens) + self.positions(position_ids)).mean(1))
+
+
+class FunctionalActivations(nn.Module):
+    """F.gelu / F.silu called in forward (no activation modules)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first, self.second, self.head = nn.Linear(5, 6), nn.Linear(6, 6), nn.Linear(6, CLASSES)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(F.silu(self.second(F.gelu(self.first(x)))))
+
+
+class Recurrent(nn.Module):
+    """GRU/LSTM over (N, L, 4) inputs; batch on dimension 1 unless batch_first."""
+
+    def __init__(self, kind: type[nn.RNNBase] = nn.GRU, batch_first: bool = False) -> None:
+        super().__init__()
+        self.batch_first = batch_first
+        self.rnn = kind(4, 5, batch_first=batch_first)
+        self.head = nn.Linear(5, CLASSES)
+
+    def forward(self, x: Tensor) -> Tensor:  # (N, L, 4)
+        out, _ = self.rnn(x if self.batch_first else x.transpose(0, 1))
+        return self.head((out if self.batch_first else out.transpose(0, 1)).mean(1))
+
+
+class LMHead(nn.Module):
+    """BERT-style MLM head: owns its bias (so torch.func handles it), decoder tied to the
+    embedding (a rule site)."""
+
+    def __init__(self, embedding: nn.Embedding) -> None:
+        super().__init__()
+        self.dense = nn.Linear(6, 6)
+        self.decoder = nn.Linear(6, 9, bias=False)
+        self.decoder.weight = embedding.weight
+        self.bias = nn.Parameter(torch.linspace(-0.2, 0.2, 9))
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.decoder(F.gelu(self.dense(h))) + self.bias
+
+
+class TinyTransformer(nn.Module):
+    """Embeddings with broadcast position ids, pre-norm MultiheadAttention block, GELU MLP, and
+    an MLM head tied to the token embedding: (N, L) int -> (N, 9)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokens, self.positions = nn.Embedding(9, 6), nn.Embedding(7, 6)
+        self.norm1, self.norm2 = nn.LayerNorm(6), nn.LayerNorm(6)
+        self.attn = nn.MultiheadAttention(6, 2, batch_first=True)
+        self.up, self.down = nn.Linear(6, 8), nn.Linear(8, 6)
+        self.head = LMHead(self.tokens)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        position_ids = torch.arange(tokens.shape[1]).unsqueeze(0)  # (1, L)
+        h = self.tokens(tokens) + self.positions(position_ids)
+        a = self.norm1(h)
+        h = h + self.attn(a, a, a, need_weights=False)[0]
+        h = h + self.down(F.gelu(self.up(self.norm2(h))))
+        return self.head(h[:, 0])
+
+
 def _randomize_bn(model: nn.Module) -> nn.Module:
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
@@ -270,6 +345,20 @@ PROBLEMS = [
     Problem("tied-convs-shared-module", lambda: _randomize_bn(TiedConvs()), _images(2, 5, 5)),
     Problem("tied-with-fallback", TiedWithFallback,
             lambda gen: torch.randn(6, 5, generator=gen, dtype=torch.float64)),
+    # Issue 18: what transformers and modern CNNs do.
+    Problem("embedding-broadcast-position-ids", PositionEmbeddings,
+            lambda gen: torch.randint(0, 9, (6, 7), generator=gen)),
+    Problem("functional-gelu-silu", FunctionalActivations,
+            lambda gen: torch.randn(6, 5, generator=gen, dtype=torch.float64)),
+    Problem("gru-batch-dim-1", Recurrent,
+            lambda gen: torch.randn(5, 3, 4, generator=gen, dtype=torch.float64)),
+    Problem("lstm-batch-first", lambda: Recurrent(nn.LSTM, batch_first=True),
+            lambda gen: torch.randn(5, 3, 4, generator=gen, dtype=torch.float64)),
+    Problem("depthwise-conv-bn-gelu", lambda: _randomize_bn(nn.Sequential(
+        nn.Conv2d(4, 4, 3, padding=1, groups=4), nn.BatchNorm2d(4), nn.GELU(),
+        nn.Conv2d(4, 3, 1), nn.Flatten(), nn.Linear(3 * 4 * 4, CLASSES))), _images(4, 4, 4)),
+    Problem("transformer-mlm-tied-head", TinyTransformer,
+            lambda gen: torch.randint(0, 9, (6, 5), generator=gen)),
 ]
 
 

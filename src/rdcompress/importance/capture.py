@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from torch.utils._pytree import tree_flatten, tree_map
 
 from rdcompress.batches import ModelInputs
-from rdcompress.errors import ConfigError, NonFiniteError
+from rdcompress.errors import ConfigError, NonFiniteError, RDCompressError
 from rdcompress.importance.fallback import CallRecord, fallback_per_sample, fallback_squares
 from rdcompress.importance.per_sample import PER_SAMPLE, RuleCache
 from rdcompress.importance.rules import (
@@ -101,7 +101,8 @@ class Site:
         if not untied:
             return {}
         if self.rule is None:
-            local = fallback_squares(self.module, self.records, untied)
+            with _fallback_errors(self):
+                local = fallback_squares(self.module, self.records, untied)
         else:
             calls = self._live_calls()
             local = self.rule(self.module, calls, cache=self.cache) if calls else {}
@@ -113,7 +114,8 @@ class Site:
         if not tied:
             return {}
         if self.rule is None:
-            local = fallback_per_sample(self.module, self.records, tied, part)
+            with _fallback_errors(self):
+                local = fallback_per_sample(self.module, self.records, tied, part)
         else:
             calls = [(x[part], g[part]) for x, g in self._live_calls()]
             local = PER_SAMPLE[type(self.module)](self.module, calls) if calls else {}
@@ -122,6 +124,23 @@ class Site:
     def _live_calls(self) -> list[tuple[Tensor, Tensor]]:
         return [(_checked_input(self, record), record.grads[0]) for record in self.records
                 if record.grads and record.grads[0] is not None]
+
+
+@contextmanager
+def _fallback_errors(site: Site) -> Iterator[None]:
+    """Name the module when torch.func cannot run it (vmap, shapes, in-place kernels)."""
+    try:
+        yield
+    except RDCompressError:
+        raise
+    except (RuntimeError, ValueError, TypeError, NotImplementedError) as error:
+        raise ConfigError(
+            f"module {site.name or '<root>'!r} ({type(site.module).__name__}) has no per-layer "
+            f"rule, and the torch.func fallback cannot run it per sample: {error}. The "
+            "fallback needs a forward that works under torch.func.vmap, with samples on "
+            "dimension 0 of its inputs and outputs; move its parameters into supported "
+            "submodules (Linear, Conv, Embedding, norms) or make its forward vmap-compatible"
+        ) from error
 
 
 def _checked_input(site: Site, record: CallRecord) -> Tensor:
@@ -196,6 +215,7 @@ class Capture:
     def __init__(self, sites: list[Site]) -> None:
         self.sites = sites
         self.active = True
+        self.batch_size = 0  # N of the current forward (compute.py sets it)
         self.tied_pending: dict[str, Tensor] = {}  # tied parameters' folded sums
         self._handles: list = []
 
@@ -213,7 +233,17 @@ class Capture:
 
     def add_direction(self, num_samples: int) -> None:
         """Fold the latest backward pass into every site; tied parameters add the per-sample
-        gradients of all their sites before squaring (chunked over samples)."""
+        gradients of all their sites before squaring (chunked over samples).
+
+        The recording hooks are off meanwhile: the torch.func fallback calls its module again
+        (under vmap), and that call must not be recorded as one of the forward's."""
+        active, self.active = self.active, False
+        try:
+            self._add_direction(num_samples)
+        finally:
+            self.active = active
+
+    def _add_direction(self, num_samples: int) -> None:
         for site in self.sites:
             if not site.folded:
                 site.add_direction()
@@ -255,9 +285,10 @@ class Capture:
                 record.grads = [None] * len(record.grads)
 
     def _hook(self, site: Site):
-        def hook(module: nn.Module, args: tuple, kwargs: dict, output: object) -> None:
+        def hook(module: nn.Module, args: tuple, kwargs: dict, output: object) -> object:
             if not self.active:
-                return
+                return None
+            args, output = _expand_shared(site, args, output, self.batch_size)
             in_leaves = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, Tensor)]
             outs = [t for t in tree_flatten(output)[0]
                     if isinstance(t, Tensor) and t.is_floating_point()]
@@ -272,6 +303,7 @@ class Capture:
                 if tensor.requires_grad:
                     tensor.register_hook(_grad_setter(site, record, index))
             site.records.append(record)
+            return output
         return hook
 
     def backward_targets(self) -> list[Tensor]:
@@ -290,6 +322,22 @@ class Capture:
                     smallest = min(trainable, key=lambda p: p.numel())
                     targets[id(smallest)] = smallest
         return list(targets.values())
+
+
+def _expand_shared(site: Site, args: tuple, output: object, batch_size: int
+                   ) -> tuple[tuple, object]:
+    """A rule site called on an input with batch dimension 1 inside a batch of N > 1 (e.g.
+    ``position_ids`` of shape (1, L), whose output is broadcast over the batch): every sample
+    uses that one call, and autograd would sum their output gradients before the hook sees
+    them, giving (sum_n g_n)^2 instead of sum_n g_n^2. Expanding the input and the output to N
+    rows (a view; broadcasting gives the same values downstream) keeps one output gradient per
+    sample, so the rule is exact."""
+    if (site.rule is None or batch_size <= 1 or not args or not isinstance(args[0], Tensor)
+            or args[0].dim() == 0 or args[0].shape[0] != 1 or not isinstance(output, Tensor)
+            or output.dim() == 0 or output.shape[0] != 1):
+        return args, output
+    expanded = args[0].expand(batch_size, *args[0].shape[1:])
+    return (expanded, *args[1:]), output.expand(batch_size, *output.shape[1:])
 
 
 def _detach(value: object) -> object:

@@ -35,6 +35,7 @@ from rdcompress.importance.directions import (
 )
 from rdcompress.importance.result import Importance, weights_hash
 from rdcompress.importance.temperature import fit_temperature, heldout_logits
+from rdcompress.importance.uses import check_parameter_uses
 from rdcompress.progress import progress
 
 
@@ -102,7 +103,12 @@ def accumulate_importance(model: nn.Module, loader: Iterable, config: Importance
     generator = torch.Generator(device=device).manual_seed(config.seed)
     trainable = [params[n] for n in sorted(wanted)]
     with eval_mode(work, trainable), Capture(sites) as capture:
-        for inputs, labels in _chunks(loader, config, device, desc, batch_fn):
+        for index, (inputs, labels) in enumerate(_chunks(loader, config, device, desc, batch_fn)):
+            if index == 0:  # one extra forward: refuse weights used outside their modules
+                capture.active = False
+                with torch.enable_grad():
+                    check_parameter_uses(sites, lambda inputs=inputs: inputs(work))
+                capture.clear()
             quadratic, quartic = _chunk_statistics(work, capture, inputs, labels, config,
                                                    temperature, generator)
             acc.update(quadratic, quartic, inputs.batch_size)
@@ -175,6 +181,7 @@ def _chunk_statistics(model: nn.Module, capture: Capture, inputs: ModelInputs,
     if OBJECTIVES[objective][1]:
         capture.clear()
         capture.active = True
+        capture.batch_size = inputs.batch_size
         with torch.enable_grad():
             outputs = inputs(model)
         _check_outputs(model, inputs, outputs, objective, labels)
