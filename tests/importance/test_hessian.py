@@ -122,6 +122,18 @@ class PadShortcut(nn.Module):
         return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 1, 1))
 
 
+class FunctionalSiLU(nn.Module):
+    """F.silu in forward: its derivative has no forward-mode rule (issue 18: the numerical
+    piecewise-linearity check crashed with NotImplementedError)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first, self.second = nn.Linear(3, 4), nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.second(F.silu(self.first(x)))
+
+
 def _randomize_batchnorms(model: nn.Module, gen: torch.Generator) -> None:
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
@@ -165,6 +177,10 @@ PROBLEMS = {
     "shared-nested": (SharedNested, (3,), False),
     "tied-parallel": (TiedParallel, (4,), True),
     "tied-sequence": (TiedSequence, (3,), False),
+    # Issue 18: crashed before (NotImplementedError; a shape error under vmap for PReLU).
+    "functional-silu": (FunctionalSiLU, (3,), False),
+    "prelu-tanh": (lambda: nn.Sequential(nn.Linear(4, 5), nn.PReLU(), nn.Linear(5, 5), nn.Tanh(),
+                                         nn.Linear(5, 3)), (4,), False),
 }
 
 

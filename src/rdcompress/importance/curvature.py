@@ -232,14 +232,34 @@ def _numerical_reason(model: nn.Module, x: Tensor, trainable: Mapping[str, Tenso
         def first(value: Tensor, v: Tensor = v, f: Callable = logits_of) -> Tensor:
             return jvp(f, (value,), (v,))[1]
 
-        with torch.no_grad():  # forward-mode AD only: no autograd graph needed
-            z = logits_of(p.detach())
-            dz, d2z = jvp(first, (p.detach(),), (v,))[:2]
+        try:
+            with torch.no_grad():  # forward-mode AD only: no autograd graph needed
+                z = logits_of(p.detach())
+                dz, d2z = jvp(first, (p.detach(),), (v,))[:2]
+        except NotImplementedError:  # e.g. F.silu: its derivative has no forward-mode rule
+            z, dz, d2z = _reverse_directional(logits_of, p.detach(), v, gen)
         scale = float(z.abs().max() + dz.detach().abs().max()) + 1e-30
         if float(d2z.detach().abs().max()) > 1e3 * eps * scale:
             return (f"the logits are not locally linear in parameter {name!r} "
                     "(a nonlinearity such as tanh, GELU, softmax or a product of activations)")
     return None
+
+
+def _reverse_directional(f: Callable[[Tensor], Tensor], p: Tensor, v: Tensor,
+                         gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    """(z, u ⊙ dz/dt, u ⊙ d²z/dt²) of z(t) = f(p + t v) at t = 0, by reverse over reverse
+    through a scalar t, for functions without forward-mode derivatives. u is a random ±1
+    weighting of the logits (the second derivative of Σ u ⊙ z is almost surely nonzero when
+    d²z/dt² is); elementwise so the caller's scale test reads the same."""
+    with torch.enable_grad():
+        t = torch.zeros((), dtype=p.dtype, device=p.device, requires_grad=True)
+        z = f(p + t * v)
+        u = (torch.randint(0, 2, z.shape, generator=gen) * 2 - 1).to(z)
+        (first,) = torch.autograd.grad((u * z).sum(), t, create_graph=True)
+        (second,) = torch.autograd.grad(first, t, allow_unused=True)
+    second = torch.zeros_like(first) if second is None else second
+    zeros = torch.zeros_like(z)
+    return z.detach(), (zeros + first.detach()), (zeros + second.detach())
 
 
 def piecewise_linear_reason(model: nn.Module, example: Tensor,

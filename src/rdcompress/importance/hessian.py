@@ -71,7 +71,7 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -383,15 +383,61 @@ def _exact_slow_chunk(model: nn.Module, trainable: Mapping[str, Tensor], x: Tens
             rows = vmap(lambda e: pullback(e)[0])(units)                       # (B, *shape)
             return rows.reshape(-1, numel).gather(1, index[:, None]).squeeze(1)  # (B,)
 
+        def loop(xi: Tensor, yi: Tensor, index: Tensor, name: str = name, p: Tensor = p
+                 ) -> Tensor:
+            with torch.enable_grad():
+                value = p.clone().requires_grad_(True)
+                (g,) = torch.autograd.grad(loss({**params, name: value}, xi, yi), value,
+                                           create_graph=True)
+                flat = g.reshape(-1)
+                return torch.stack([
+                    torch.autograd.grad(flat[i], value, retain_graph=True, allow_unused=True)[0]
+                    .reshape(-1)[i] if flat[i].requires_grad else flat.new_zeros(())
+                    for i in index.tolist()]).detach()
+
+        unsafe = _vmap_unsafe(model)
         for start in range(0, numel, basis_chunk):
             index = torch.arange(start, min(start + basis_chunk, numel), device=p.device)
-            diag[:, start:start + index.numel()] = vmap(entries, in_dims=(0, 0, None))(x, y, index)
+            diag[:, start:start + index.numel()] = (
+                torch.stack([loop(x[n], y[n], index) for n in range(x.shape[0])]) if unsafe
+                else _over_samples(entries, x, y, index, name, loop))
         moments.add(name, _PowerSums(diag.reshape(x.shape[0], *p.shape), None), 1, exact=True)
 
 
 # --------------------------------------------------------------------------------------------
 # Small helpers
 # --------------------------------------------------------------------------------------------
+
+
+# Modules whose kernels' vmap batching rules are wrong under the nested vmap of the exact path:
+# nn.PReLU's backward gave a shape error on some parameters and wrong values (9-13% off) on
+# others of the same model; recurrent kernels have no batching rule. Such models take the loop.
+_VMAP_UNSAFE: tuple[type[nn.Module], ...] = (nn.PReLU, nn.RNNBase)
+
+
+def _vmap_unsafe(model: nn.Module) -> bool:
+    return any(isinstance(module, _VMAP_UNSAFE) for module in model.modules())
+
+
+def _over_samples(entries: Callable[[Tensor, Tensor, Tensor], Tensor], x: Tensor, y: Tensor,
+                  index: Tensor, name: str, loop: Callable[[Tensor, Tensor, Tensor], Tensor]
+                  ) -> Tensor:
+    """``entries`` for every sample: vmap over samples and unit vectors, or ``loop`` (plain
+    autograd, one sample and one entry at a time) where a kernel's batching rule breaks under
+    vmap: ``nn.PReLU``'s backward mixes the batch into its weight-gradient reduction, a shape
+    error, and gave wrong values on other parameters of the same model."""
+    try:
+        return vmap(entries, in_dims=(0, 0, None))(x, y, index)
+    except RuntimeError as batched_error:
+        try:
+            return torch.stack([loop(x[n], y[n], index) for n in range(x.shape[0])])
+        except (RuntimeError, NotImplementedError) as error:
+            raise ConfigError(
+                f"the exact Hessian diagonal of parameter {name!r} cannot be computed per "
+                f"sample ({error}; under vmap: {batched_error}); use "
+                "hessian_method='hutchinson', which needs only Hessian-vector products"
+            ) from error
+
 
 def _validate(method: str, temperature: float, num_probes: int, want_squares: bool,
               chunk_size: int | None) -> None:
