@@ -21,6 +21,7 @@ def test_default_readings():
     assert inputs.single is x and labels is y
     inputs, labels = unpack_batch([x, y, "extra"])       # (inputs, labels, ...) as before
     assert inputs.single is x and labels is y
+    assert unpack_batch((x, None))[1] is None and unpack_batch([x])[0].single is x
     targets = torch.randn(4, 2)                           # regression targets
     assert unpack_batch((x, targets))[1] is targets
     ids, mask = torch.randint(0, 9, (4, 5)), torch.ones(4, 5, dtype=torch.long)

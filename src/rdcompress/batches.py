@@ -8,7 +8,7 @@ Default reading (``batch_fn=None``):
 - a tuple or list ``(inputs, labels, ...)`` whose first element is a tensor and whose second is
   label-like: integer class indices of shape (N,), or floating targets with N rows (N = the
   inputs' first dimension); elements after the second are ignored, as before;
-- a 1-tuple ``(inputs,)``: no labels.
+- a 1-tuple ``(inputs,)`` or ``(inputs, None)``: no labels.
 
 Anything else is ambiguous and refused: an ``(ids, mask)`` pair, for instance, would otherwise be
 read as ``(inputs, labels)`` and the mask dropped. For such batches pass
@@ -108,7 +108,7 @@ def unpack_batch(batch: Any, batch_fn: BatchFn | None = None) -> tuple[ModelInpu
         if not isinstance(inputs, Tensor):
             raise ConfigError(f"the batch's first element is {_describe(inputs)}, not an input "
                               f"tensor; for models with several inputs {_HOW}")
-        if len(batch) == 1:
+        if len(batch) == 1 or batch[1] is None:  # (inputs,) or (inputs, None): no labels
             return ModelInputs((inputs,)), None
         labels = batch[1]
         if not _label_like(labels, inputs):
