@@ -3,6 +3,9 @@ uses are not, and a module torch.func cannot run is named in the error."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,6 +13,9 @@ from torch import Tensor, nn
 
 from rdcompress.errors import ConfigError
 from rdcompress.importance import compute_importance
+
+sys.path.insert(0, str(Path(__file__).parent))  # importlib import mode: reach the helper module
+from test_hessian import hessian_diagonal_bruteforce  # noqa: E402
 
 
 class FunctionalTiedHead(nn.Module):
@@ -68,3 +74,16 @@ def test_module_the_fallback_cannot_run_is_named():
     model = nn.Sequential(nn.Linear(5, 5), NotVmappable(), nn.Linear(5, 3))
     with pytest.raises(ConfigError, match=r"module '1' \(NotVmappable\).*torch\.func"):
         compute_importance(model, [(torch.randn(4, 5), torch.tensor([0, 1, 2, 0]))], "fisher")
+
+
+def test_hessian_objective_is_not_refused_and_stays_exact():
+    """The Hessian engines check the hooks against autograd and switch to torch.func, so the
+    refusal applies to the first-order statistics only."""
+    torch.manual_seed(0)
+    model = FunctionalTiedHead().double().eval()
+    tokens, labels = torch.randint(0, 9, (4, 3)), torch.tensor([0, 3, 8, 1])
+    got = compute_importance(model, [(tokens, labels)], "hessian", dtype="float64")
+    ref = hessian_diagonal_bruteforce(model, tokens, labels, 1.0)
+    for name, diag in ref.items():
+        torch.testing.assert_close(got.quadratic[name].double(), diag.mean(0), rtol=1e-6,
+                                   atol=1e-12)

@@ -104,7 +104,9 @@ def accumulate_importance(model: nn.Module, loader: Iterable, config: Importance
     trainable = [params[n] for n in sorted(wanted)]
     with eval_mode(work, trainable), Capture(sites) as capture:
         for index, (inputs, labels) in enumerate(_chunks(loader, config, device, desc, batch_fn)):
-            if index == 0:  # one extra forward: refuse weights used outside their modules
+            # One extra forward: refuse weights used outside their modules, which the hooks of
+            # the first-order statistics cannot see (the Hessian engines check themselves).
+            if index == 0 and OBJECTIVES[config.objective][1]:
                 capture.active = False
                 with torch.enable_grad():
                     check_parameter_uses(sites, lambda inputs=inputs: inputs(work))
