@@ -330,14 +330,16 @@ def _expand_shared(site: Site, args: tuple, output: object, batch_size: int
     ``position_ids`` of shape (1, L), whose output is broadcast over the batch): every sample
     uses that one call, and autograd would sum their output gradients before the hook sees
     them, giving (sum_n g_n)^2 instead of sum_n g_n^2. Expanding the input and the output to N
-    rows (a view; broadcasting gives the same values downstream) keeps one output gradient per
-    sample, so the rule is exact."""
+    rows (broadcasting gives the same values downstream) keeps one output gradient per sample,
+    so the rule is exact. Code that relies on the output's batch dimension being 1 (e.g.
+    ``out.squeeze(0)``) would see N rows instead."""
     if (site.rule is None or batch_size <= 1 or not args or not isinstance(args[0], Tensor)
             or args[0].dim() == 0 or args[0].shape[0] != 1 or not isinstance(output, Tensor)
             or output.dim() == 0 or output.shape[0] != 1):
         return args, output
     expanded = args[0].expand(batch_size, *args[0].shape[1:])
-    return (expanded, *args[1:]), output.expand(batch_size, *output.shape[1:])
+    # The output is copied, not a view: code after the module may change it in place.
+    return (expanded, *args[1:]), output.expand(batch_size, *output.shape[1:]).contiguous()
 
 
 def _detach(value: object) -> object:
