@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Iterator
+from functools import partial
 
 import torch
 from torch import Tensor, nn
@@ -109,7 +110,7 @@ def accumulate_importance(model: nn.Module, loader: Iterable, config: Importance
             if index == 0 and OBJECTIVES[config.objective][1]:
                 capture.active = False
                 with torch.enable_grad():
-                    check_parameter_uses(sites, lambda inputs=inputs: inputs(work))
+                    check_parameter_uses(sites, partial(inputs, work))
                 capture.clear()
             quadratic, quartic = _chunk_statistics(work, capture, inputs, labels, config,
                                                    temperature, generator)

@@ -78,10 +78,13 @@ def check_parameter_uses(sites: list, run: Callable[[], object]) -> None:
         if stack:
             stack.pop()  # returns None: a forward hook's return value replaces the output
 
+    def enter(path: str) -> Callable[[object, object], None]:
+        def hook(module: object, args: object) -> None:
+            stack.append((id(module), path))  # returns None: the arguments stay as they are
+        return hook
+
     for site in sites:
-        path = site.name or "<root>"
-        handles.append(site.module.register_forward_pre_hook(
-            lambda module, args, path=path: stack.append((id(module), path)) and None))
+        handles.append(site.module.register_forward_pre_hook(enter(site.name or "<root>")))
         handles.append(site.module.register_forward_hook(leave))
     mode = _UseMode(owners, stack)
     try:
