@@ -525,3 +525,32 @@ def test_exact_hessian_on_the_fooling_model_matches_bruteforce():
         accumulate_hessian(model, inputs, targets, method="curvature-propagation",
                            temperature=TEMPERATURE, num_probes=1, generator=None,
                            want_squares=False)
+
+
+class GRUHead(nn.Module):
+    """GRU over (N, L, 4) inputs, run with the batch on dimension 1, then a Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn, self.head = nn.GRU(4, 5), nn.Linear(5, 4)
+
+    def forward(self, x):
+        out, _ = self.rnn(x.transpose(0, 1))  # (L, N, 5)
+        return self.head(out.mean(0))
+
+
+def test_recurrent_model_exact_hessian_and_hutchinson_refusal():
+    """Issue 18: a GRU (batch on dimension 1) crashed with a raw vmap error. The exact path now
+    takes a per-sample loop and matches brute force; hutchinson names the module."""
+    torch.manual_seed(0)
+    model = GRUHead().to(DTYPE).eval()
+    gen = torch.Generator().manual_seed(0)
+    inputs = torch.randn(4, 3, 4, generator=gen, dtype=DTYPE)
+    targets = torch.randint(0, 4, (4,), generator=gen)
+    sums, _ = accumulate_hessian(model, inputs, targets, method="exact", temperature=TEMPERATURE,
+                                 num_probes=1, generator=None, want_squares=False)
+    for param, diag in hessian_diagonal_bruteforce(model, inputs, targets, TEMPERATURE).items():
+        assert _rel_err(sums[param], diag.sum(0)) < 1e-6, param
+    with pytest.raises(ConfigError, match=r"module 'rnn' \(GRU\)"):
+        accumulate_hessian(model, inputs, targets, method="hutchinson", temperature=TEMPERATURE,
+                           num_probes=2, generator=None, want_squares=False)

@@ -140,6 +140,7 @@ def accumulate_hessian(model: nn.Module, inputs: Tensor, targets: Tensor, *, met
         with torch.no_grad():
             num_classes = _check_logits(model(inputs[:1]), targets)
         if method == "hutchinson":
+            _refuse_vmap_unsafe(model)
             for x, y in _chunks(inputs, targets, chunk):
                 _hutchinson_chunk(model, trainable, x, y, temperature, num_probes, generator,
                                   moments)
@@ -417,6 +418,16 @@ _VMAP_UNSAFE: tuple[type[nn.Module], ...] = (nn.PReLU, nn.RNNBase)
 
 def _vmap_unsafe(model: nn.Module) -> bool:
     return any(isinstance(module, _VMAP_UNSAFE) for module in model.modules())
+
+
+def _refuse_vmap_unsafe(model: nn.Module) -> None:
+    for name, module in model.named_modules():
+        if isinstance(module, _VMAP_UNSAFE):
+            raise ConfigError(
+                f"hessian_method='hutchinson' computes per-sample Hessian-vector products under "
+                f"torch.func.vmap, which module {name or '<root>'!r} ({type(module).__name__}) "
+                "does not support correctly; use hessian_method='exact', which computes this "
+                "model's diagonal one sample at a time")
 
 
 def _over_samples(entries: Callable[[Tensor, Tensor, Tensor], Tensor], x: Tensor, y: Tensor,
