@@ -5,7 +5,8 @@ Atomic writes go through a temporary file beside the target, named
 write killed before the rename leaves such a file; the next write to the same path removes
 every one whose process (the ``<pid>``) no longer runs. The target keeps its mode; a new file
 gets the mode a plain ``open()`` gives under the umask. Problems with the path itself (a parent
-that is a file, a directory as the target, no permission) are ``ConfigError``s naming the path.
+that is a file, a directory as the target, no permission) are
+``OutputPathError``s (a ``ConfigError``) naming the path.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from rdcompress.errors import ConfigError
+from rdcompress.errors import OutputPathError
 
 TEMP_SUFFIX = ".rdcompress-tmp"
 
@@ -70,32 +71,32 @@ def new_file_mode() -> int:
 
 
 def check_writable(path: str | os.PathLike[str]) -> Path:
-    """ConfigError unless ``path`` can be written as a file: not a directory, every existing
+    """OutputPathError unless ``path`` can be written as a file: not a directory, every existing
     parent a directory, the nearest existing one writable. Checked before long work starts."""
     target = Path(path)
     if target.is_dir():
-        raise ConfigError(f"output {str(target)!r} is a directory; give a file name inside it, "
+        raise OutputPathError(f"output {str(target)!r} is a directory; give a file name inside it, "
                           f"e.g. {str(target / 'out')!r}")
     ancestor = target.parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        raise ConfigError(f"cannot write {str(target)!r}: {str(ancestor)!r} is a file, not a "
+        raise OutputPathError(f"cannot write {str(target)!r}: {str(ancestor)!r} is a file, not a "
                           "directory; choose another output path")
     if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise ConfigError(f"cannot write {str(target)!r}: no permission to write in "
+        raise OutputPathError(f"cannot write {str(target)!r}: no permission to write in "
                           f"{str(ancestor)!r}; choose a directory you can write to")
     return target
 
 
-def _path_error(target: Path, error: OSError) -> ConfigError:
+def _path_error(target: Path, error: OSError) -> OutputPathError:
     reasons = {errno.EACCES: "no permission", errno.EPERM: "not permitted",
                errno.ENOTDIR: "a parent of it is a file, not a directory",
                errno.EEXIST: "a parent of it is a file, not a directory",
                errno.EISDIR: "it is a directory", errno.EROFS: "the file system is read-only",
                errno.ENOSPC: "no space left on the device"}
     reason = reasons.get(error.errno or 0, error.strerror or type(error).__name__)
-    return ConfigError(f"cannot write {str(target)!r}: {reason}; choose another output path")
+    return OutputPathError(f"cannot write {str(target)!r}: {reason}; choose another output path")
 
 
 @contextlib.contextmanager

@@ -45,3 +45,7 @@ class NonFiniteError(RDCompressError, FloatingPointError):
 
 class FormatError(CorruptFileError):
     """A ``.rdz`` file is truncated, corrupted, foreign, or of a newer format version."""
+
+
+class OutputPathError(ConfigError, OSError):
+    """An output path cannot be written (a directory, a parent that is a file, no permission)."""

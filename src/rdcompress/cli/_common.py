@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rdcompress._io import atomic_write_text, check_writable
-from rdcompress.errors import ConfigError
+from rdcompress.errors import ConfigError, OutputPathError
 
 MODEL_HELP = (
     "the model: a .safetensors file with its sidecar .json (from 'rdcompress train'), a "
@@ -90,11 +90,11 @@ def check_outputs(outputs: Mapping[str, str | os.PathLike[str] | None],
 
 
 def check_output_dir(flag: str, path: str | os.PathLike[str]) -> None:
-    """ConfigError before any work if ``path`` cannot be an output directory."""
+    """OutputPathError before any work if ``path`` cannot be an output directory."""
     target = Path(path)
     if target.exists() and not target.is_dir():
-        raise ConfigError(f"{flag} {str(target)!r} is a file, not a directory; choose a "
-                          "directory (it is created if missing)")
+        raise OutputPathError(f"{flag} {str(target)!r} is a file, not a directory; choose a "
+                              "directory (it is created if missing)")
     check_writable(target / "probe")
 
 

@@ -12,12 +12,10 @@ import warnings
 from typing import Any
 
 import torch
-from safetensors.torch import save as st_save
 from torch import Tensor
 
-from rdcompress._io import atomic_write_bytes
 from rdcompress.errors import ConfigError, NonFiniteError
-from rdcompress.importance.result import Importance, header, read_file
+from rdcompress.importance.result import Importance, header, read_file, write_file
 
 SUM_PREFIX, QUARTIC_SUM_PREFIX = "sum/", "quartic_sum/"
 # Settings that may differ between shards (docs/importance-format.md): how much data, how it is
@@ -110,9 +108,8 @@ class ImportanceAccumulator:
         for name, value in (self.quartic_sum or {}).items():
             tensors[QUARTIC_SUM_PREFIX + name] = value.contiguous()
         meta = {**self.metadata, "mu": self.mu, "touched": sorted(self.touched)}
-        atomic_write_bytes(path, st_save(tensors, metadata=header(
-            "partial-sums", self.objective, self.temperature, self.num_samples,
-            self.weights_sha256, meta)))
+        write_file(path, tensors, header("partial-sums", self.objective, self.temperature,
+                                         self.num_samples, self.weights_sha256, meta))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ImportanceAccumulator:
