@@ -128,10 +128,10 @@ def untrusted_factory_message(factory: str, source: str) -> str:
     """Why a factory named by a file is not run, and the three ways forward."""
     return (
         f"{source} names the code {factory!r} as its architecture; rdcompress never imports or "
-        "runs code named by a file. Pass the architecture yourself (rdcompress.load(path, "
-        f"model=YourNet()), load_model(..., arch={factory!r}), or --arch {factory} on the "
-        "command line), or opt in with trust_code=True / --trust-code if you trust the file's "
-        "author."
+        "runs code named by a file. Pass an architecture you have checked yourself "
+        "(rdcompress.load(path, model=YourNet()), load_model(..., arch='package.module:factory'), "
+        "or --arch package.module:factory on the command line), or opt in with trust_code=True / "
+        "--trust-code if you trust the file's author."
     )
 
 
