@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -554,3 +556,22 @@ def test_recurrent_model_exact_hessian_and_hutchinson_refusal():
     with pytest.raises(ConfigError, match=r"module 'rnn' \(GRU\)"):
         accumulate_hessian(model, inputs, targets, method="hutchinson", temperature=TEMPERATURE,
                            num_probes=2, generator=None, want_squares=False)
+
+
+def test_exact_with_position_ids_broadcast_over_the_batch():
+    """Issue 18: position_ids of shape (1, L) are shared by all N samples; the exact Hessian
+    diagonal of the position embedding must still be the per-sample sum (brute force)."""
+    sys.path.insert(0, str(Path(__file__).parent))  # importlib import mode: reach the helper
+    from importance_problems import PositionEmbeddings
+
+    torch.manual_seed(0)
+    model = PositionEmbeddings().to(DTYPE).eval()
+    gen = torch.Generator().manual_seed(1)
+    tokens = torch.randint(0, 9, (5, 7), generator=gen)  # (N, L)
+    targets = torch.randint(0, 4, (5,), generator=gen)
+    per_sample = hessian_diagonal_bruteforce(model, tokens, targets, TEMPERATURE)
+    sums, _ = accumulate_hessian(model, tokens, targets, method="exact", temperature=TEMPERATURE,
+                                 num_probes=1, generator=None, want_squares=False)
+    assert per_sample["positions.weight"].abs().max() > 0
+    for name, diag in per_sample.items():
+        assert _rel_err(sums[name], diag.sum(0)) < 1e-6, name
