@@ -200,3 +200,15 @@ def test_non_finite_weights_and_unsupported_structure_are_refused():
         greedy_compress(_net(), _loader(), GreedyConfig(), layers=["nope"])
     with pytest.raises(ConfigError, match="GreedyConfig"):
         greedy_compress(_net(), _loader(), {"mode": "prune"})  # type: ignore[arg-type]
+
+
+def test_batch_fn_reads_batches_in_another_layout():
+    """(inputs, mask, targets) batches are refused as ambiguous, read exactly with a batch_fn."""
+    config = GreedyConfig(mode="prune", p=0.5, alpha=0.5, seed=3)
+    standard = greedy_compress(_net(), _loader(), config)
+    masked = [(x, torch.ones_like(x, dtype=torch.bool), y) for x, y in _loader()]
+    with pytest.raises(ConfigError, match="batch_fn"):
+        greedy_compress(_net(), masked, config)
+    read = greedy_compress(_net(), masked, config, batch_fn=lambda batch: ((batch[0],), batch[2]))
+    for name, tensor in standard.state_dict().items():
+        assert torch.equal(tensor, read.state_dict()[name]), name

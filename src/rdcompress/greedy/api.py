@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rdcompress.batches import BatchFn
 from rdcompress.codec import PrunedTensor, QuantizedTensor
 from rdcompress.codec.tensors import decode_tensor, to_torch
 from rdcompress.compress import (
@@ -70,7 +71,7 @@ class GreedyLayerStats(LayerStats):
 
 def greedy_compress(model: nn.Module, loader: Iterable, config: GreedyConfig, *,
                     layers: list[str] | None = None, model_spec: dict | None = None,
-                    coder: str = "ans") -> CompressedModel:
+                    coder: str = "ans", batch_fn: BatchFn | None = None) -> CompressedModel:
     """Compress ``model``'s layers by randomized greedy pruning or quantization.
 
     Args:
@@ -79,6 +80,8 @@ def greedy_compress(model: nn.Module, loader: Iterable, config: GreedyConfig, *,
             ndim >= 2, in the model's order.
         model_spec: stored in the manifest so ``compress.load(path)`` rebuilds the architecture.
         coder: entropy coder of the file, "ans" or "huffman".
+        batch_fn: how to read a batch that is not (inputs, targets) (``rdcompress.batches``);
+            greedy compression needs one input tensor and targets per batch.
 
     The original ``model`` is never modified (a deep copy is worked on).
     """
@@ -91,7 +94,7 @@ def greedy_compress(model: nn.Module, loader: Iterable, config: GreedyConfig, *,
     for parameter in work.parameters():
         parameter.requires_grad_(False)
     params = dict(work.named_parameters())
-    inputs, targets = collect_calibration(loader, params[names[0]].dtype)
+    inputs, targets = collect_calibration(loader, params[names[0]].dtype, batch_fn)
     loss = resolve_loss(config.loss, targets)
     with torch.no_grad():
         outputs = work(inputs)
