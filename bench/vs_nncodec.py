@@ -304,12 +304,15 @@ def rdcompress_point(case: Case, config: Any, importance: Any, coder: str, curve
                      setting: str, path: Path) -> Point:
     compressed, compress_s = timed(lambda: rdcompress_api.compress(case.module, config,
                                                                    importance, coder=coder))
-    _, save_s = timed(lambda: compressed.save(path))
+    summary, save_s = timed(lambda: compressed.save(path))
     module, decode_s = timed(lambda: rdcompress_api.load(path, model=case.module))
     size = path.stat().st_size
+    parts = {"header_bytes": summary.header_bytes, "manifest_bytes": summary.manifest_bytes}
+    for part in ("codebook_bytes", "index_bytes", "position_bytes", "raw_bytes"):
+        parts[part] = sum(getattr(tensor, part) for tensor in summary.tensors)
     return Point(case.name, curve, setting, size, case.fp32_bytes / size,
                  case.evaluate(module), compress_s + save_s, decode_s,
-                 {**config.to_dict(), "coder": coder})
+                 {**config.to_dict(), "coder": coder, **parts})
 
 
 def allocate_points(case: Case, targets: list[int], args: argparse.Namespace,
@@ -342,9 +345,12 @@ def codec_points(case: Case, codec: NNCodec, args: argparse.Namespace) -> list[P
         workdir = Path(tmp)
         if codec.nnc is not None:
             for dq in (False, True):
-                for qp in args.qps:
+                for qp in args.qps or range(args.qp_start, args.qp_stop + 1):
                     points.append(nncodec_point(case, codec, qp, dq, workdir / f"{qp}-{dq}.nnc"))
                     print(_point_line(points[-1]), flush=True)
+                    if not args.qps and 100 * (case.accuracy - points[-1].accuracy) > \
+                            args.stop_drop:
+                        break  # the default sweep ends where the accuracy has collapsed
         coders = ["ans"] + (["ctx"] if "ctx" in getattr(rdcodec, "CODERS", ()) else [])
         for coder in coders:
             for k in args.clusters:
@@ -463,8 +469,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=SHARED_DATA)
     parser.add_argument("--eval-limit", type=int, default=None,
                         help="evaluate on N evenly spaced test images (default: all)")
-    parser.add_argument("--qps", type=parse_ints, default=parse_ints("-46:-10:2"),
-                        help="NNCodec QPs for (b) (qp_density 2; +4 doubles the step)")
+    parser.add_argument("--qps", type=parse_ints, default=None,
+                        help="NNCodec QPs for (b), e.g. --qps=-40:-10:2 (qp_density 2: +4 "
+                        "doubles the step); default every QP from --qp-start up to the first "
+                        "whose accuracy is more than --stop-drop points below the original")
+    parser.add_argument("--qp-start", type=int, default=-44)
+    parser.add_argument("--qp-stop", type=int, default=8)
+    parser.add_argument("--stop-drop", type=float, default=2.0)
     parser.add_argument("--coding-qps", type=parse_ints, default=parse_ints("-38,-32,-26,-20"),
                         help="QPs for (a), coding alone")
     parser.add_argument("--clusters", type=parse_ints,
