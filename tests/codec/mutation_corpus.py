@@ -1,7 +1,8 @@
 """A seeded corpus of damaged and hostile ``.rdz`` files, and the rule that judges each one.
 
-Base files are written by the real writer (format version 2): every tensor kind and position
-method, both coders, both header encodings, composites (low-rank and sum). Each mutation is a
+Base files are written by the real writer (format versions 2 and 3): every tensor kind and
+position method, every coder (the context coder and grid codebooks of version 3 included), both
+header encodings, composites (low-rank and sum). Each mutation is a
 (kind, bytes) pair; ``judge`` loads it the way ``rdcompress.load`` does (``decode_rdz`` then
 ``compose_state``) under tracemalloc and classifies it:
 
@@ -42,7 +43,13 @@ from rdcompress.compress.compose import compose_state, make_recipe, part_name
 from rdcompress.errors import FormatError
 
 sys.path.insert(0, str(Path(__file__).parent))
-from rdz_fixtures import TINY_MANIFEST, tiny_tensors, with_file_crc  # noqa: E402
+from rdz_fixtures import (  # noqa: E402
+    CTX_MANIFEST,
+    TINY_MANIFEST,
+    tiny_ctx_tensors,
+    tiny_tensors,
+    with_file_crc,
+)
 
 FAILURES = ("WRONG", "CRASH", "MEMORY")
 # Peak traced memory allowed per case: the decoded-size cap (elements) times the bytes one
@@ -105,6 +112,8 @@ def base_files() -> dict[str, bytes]:
                                            "deflate")[0],
         "composites": encode_rdz(composite_tensors, composite_manifest, "ans", "json")[0],
         "masks": encode_rdz(_mask_tensors(), {"note": "masks"}, "ans", "json")[0],
+        # format version 3: context-coded index streams (coder 4) and grid codebooks ("g")
+        "tiny-ctx": encode_rdz(tiny_ctx_tensors(), CTX_MANIFEST, "ctx", "json")[0],
     }
 
 
@@ -225,7 +234,7 @@ def _header_edit(rng, header: dict) -> tuple[str, dict | bytes]:
         entry["l"] = entry["l"][::-1]
         return "reverse lengths", header
     if choice == 8:
-        entry["t"] = str(rng.choice(["r", "q", "p", "x"]))
+        entry["t"] = str(rng.choice(["r", "q", "p", "g", "x"]))
         return "change kind", header
     if choice == 9:
         entry["n"] = entry["n"] + "x"

@@ -55,3 +55,33 @@ def with_file_crc(data: bytes) -> bytes:
 
 def torch_bf16_raw() -> RawTensor:
     return RawTensor("emb", torch.tensor([[1.0, -2.5], [3.140625, 0.0]], dtype=torch.bfloat16))
+
+
+def tiny_ctx_tensors() -> list:
+    """Tensors the context coder codes with several contexts, a grid codebook, a pruned grid
+    tensor and a float16 one (deterministic integer patterns, no RNG: the version-3 golden
+    file depends on these bytes)."""
+    rows, cols = np.arange(16)[:, None], np.arange(36)[None, :]  # (16, 1), (1, 36)
+    wide = (rows * 5 + cols * 7 + (cols // 3) * rows) % 9 - 4  # (16, 36) levels in [-4, 4]
+    narrow = ((rows + cols) % 3 - 1) * ((cols % 4) != 0)  # (16, 36) levels in [-1, 1]
+    levels = np.where(rows % 3 == 0, wide, narrow)  # rows of two kinds: row classes pay
+    step = np.float32(0.0625)
+    grid = (np.float64(step) * np.arange(-4, 5)).astype(np.float32)  # (9,) exact grid
+    positions = np.arange(60)
+    mask = (positions % 4 != 1)
+    kept = int(mask.sum())
+    return [
+        QuantizedTensor("conv.weight", (16, 4, 3, 3), "float32", grid,
+                        (levels + 4).reshape(-1)),
+        QuantizedTensor("fc.weight", (6, 10), "float16", grid[2:7],
+                        ((np.arange(kept) * 3) // 4) % 5, mask),
+        QuantizedTensor("head.weight", (8, 36), "float32",
+                        np.array([-0.5, -0.125, 0.0, 0.25, 0.75], dtype=np.float32),
+                        (levels[:8] % 5 + 5) % 5),
+        RawTensor("fc.bias", np.linspace(-1, 1, 6, dtype=np.float32)),
+    ]
+
+
+CTX_MANIFEST = {"model": {"zoo": "tiny-ctx", "kwargs": {}}, "method": "uniform", "objective":
+                "baseline", "settings": {"step": 0.0625}, "weights_sha256": "0" * 8,
+                "original_bytes": 4 * (576 + 60 + 288 + 6)}

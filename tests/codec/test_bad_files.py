@@ -92,7 +92,7 @@ def test_flipped_byte_in_each_section(offset):
     if offset == 0:
         message = (f"not an .rdz file: magic bytes {data[:4]!r}, expected b'\\x89RDZ'")
     elif offset == 4:
-        message = ("format version 253 is newer than this rdcompress supports (2); upgrade "
+        message = ("format version 253 is newer than this rdcompress supports (3); upgrade "
                    "rdcompress (pip install -U rdcompress)")
     elif offset == 6 and HEADER_LENGTH ^ 0xFF > len(VALID) - PREAMBLE_SIZE:
         message = (f"truncated: the header needs {HEADER_LENGTH ^ 0xFF} bytes after the "
@@ -120,11 +120,11 @@ def test_wrong_magic_and_foreign_files():
 
 
 def test_newer_and_invalid_version():
-    assert_error(craft(HEADER, DATA_BUFFER, version=3),
-                 "format version 3 is newer than this rdcompress supports (2); upgrade "
+    assert_error(craft(HEADER, DATA_BUFFER, version=4),
+                 "format version 4 is newer than this rdcompress supports (3); upgrade "
                  "rdcompress (pip install -U rdcompress)")
     assert_error(craft(HEADER, DATA_BUFFER, version=0),
-                 "format version 0 is invalid; expected 1..2")
+                 "format version 0 is invalid; expected 1..3")
 
 
 def test_huge_header_length():
@@ -185,7 +185,10 @@ def test_sections_overlapping():
 
 
 @pytest.mark.parametrize("changes,message", [
-    ({"t": "z"}, "tensor 'fc1.weight': unknown kind 'z'; expected one of r, q, p"),
+    ({"t": "z"}, "tensor 'fc1.weight': unknown kind 'z'; expected one of r, q, p in format "
+                 "version 2"),
+    ({"t": "g"}, "tensor 'fc1.weight': unknown kind 'g'; expected one of r, q, p in format "
+                 "version 2"),
     ({"d": "int8"}, "tensor 'fc1.weight': dtype 'int8' is not one of ['float64', 'float32', "
                     "'float16', 'bfloat16']"),
     ({"s": [6, -8]}, "tensor 'fc1.weight': shape must be a list of non-negative integers, got "

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from rdcompress.codec import (
-    FORMAT_VERSION,
     PrunedTensor,
     QuantizedTensor,
     RawTensor,
@@ -26,7 +25,13 @@ from rdcompress.codec.tensors import decode_tensor
 from rdcompress.errors import ConfigError
 
 sys.path.insert(0, str(Path(__file__).parent))  # importlib import mode: reach the helper module
-from rdz_fixtures import TINY_MANIFEST, tiny_tensors, torch_bf16_raw  # noqa: E402
+from rdz_fixtures import (  # noqa: E402
+    CTX_MANIFEST,
+    TINY_MANIFEST,
+    tiny_ctx_tensors,
+    tiny_tensors,
+    torch_bf16_raw,
+)
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -156,19 +161,30 @@ def test_rejects_bad_input():
 # ------------------------------------------------------------------------- golden files
 
 
-@pytest.mark.parametrize("coder", ["ans", "huffman"])
+GOLDEN_CASES = {  # coder -> (version written, tensors, manifest)
+    "ans": (2, tiny_tensors, TINY_MANIFEST),
+    "huffman": (2, tiny_tensors, TINY_MANIFEST),
+    "ctx": (3, tiny_ctx_tensors, CTX_MANIFEST),
+}
+
+
+@pytest.mark.parametrize("coder", sorted(GOLDEN_CASES))
 def test_golden_file(coder):
     """The format must not change by accident. To change it on purpose, bump the version, keep
     the old golden files (they must go on decoding), then write the new ones:
-    RDZ_REGENERATE_GOLDEN=1 python -m pytest tests/codec -k golden."""
-    path = GOLDEN / f"tiny-{coder}-v{FORMAT_VERSION}.rdz"
-    data, _ = encode_rdz(tiny_tensors(), TINY_MANIFEST, coder=coder)
+    RDZ_REGENERATE_GOLDEN=1 python -m pytest tests/codec -k golden.
+    A writer writes the lowest version able to express a file: "ans" and "huffman" files stay
+    byte-identical version 2; "ctx" files with context-coded streams are version 3."""
+    version, make_tensors, manifest = GOLDEN_CASES[coder]
+    path = GOLDEN / f"tiny-{coder}-v{version}.rdz"
+    data, summary = encode_rdz(make_tensors(), manifest, coder=coder)
+    assert summary.format_version == version == data[4]
     if os.environ.get("RDZ_REGENERATE_GOLDEN"):
         path.write_bytes(data)
     assert data == path.read_bytes(), "the .rdz byte layout changed"
     contents = read_rdz(path)
-    assert contents.format_version == FORMAT_VERSION
-    for tensor in tiny_tensors():
+    assert contents.format_version == version
+    for tensor in make_tensors():
         assert contents.tensors[tensor.name].tobytes() == reference_dense(tensor).tobytes()
 
 
@@ -178,10 +194,12 @@ def test_every_golden_file_of_every_version_decodes(path):
     without a suffix are version 1, written with constriction's float ANS model)."""
     contents = read_rdz(path)
     version = int(path.stem.rsplit("-v", 1)[1]) if "-v" in path.stem else 1
+    make_tensors, manifest = ((tiny_ctx_tensors, CTX_MANIFEST) if "-ctx-" in path.name
+                              else (tiny_tensors, TINY_MANIFEST))
     assert contents.format_version == version
-    assert contents.manifest == TINY_MANIFEST
-    assert list(contents.tensors) == [t.name for t in tiny_tensors()]
-    for tensor in tiny_tensors():
+    assert contents.manifest == manifest
+    assert list(contents.tensors) == [t.name for t in make_tensors()]
+    for tensor in make_tensors():
         got, expected = contents.tensors[tensor.name], reference_dense(tensor)
         assert got.tobytes() == expected.tobytes(), tensor.name
         assert got.dtype == expected.dtype and got.shape == expected.shape, tensor.name

@@ -1,11 +1,12 @@
 """The ``.rdz`` container: preamble, JSON header, data buffer (spec: docs/rdz-format.md).
 
     offset 0   4 bytes  magic b"\\x89RDZ"
-    offset 4   u8       format version (2; version-1 files are still read)
+    offset 4   u8       format version (2, or 3 for files using the context coder or grid
+                        codebooks; version-1 files are still read)
     offset 5   u8       header encoding: 0 = JSON (UTF-8), 1 = raw DEFLATE of that JSON
     offset 6   u32 LE   stored header length H
     offset 10  u32 LE   file CRC32 of bytes [0, 10) + [14, end): everything but itself
-    offset 14  u32 LE   content CRC32 of what the file decodes to (version 2 only)
+    offset 14  u32 LE   content CRC32 of what the file decodes to (version >= 2)
     offset 18  H bytes  header: {"m": manifest, "t": [tensor entries]}
     offset 18+H         data buffer: every tensor's sections, in entry order, back to back
 
@@ -28,7 +29,10 @@ import numpy as np
 
 from rdcompress._io import atomic_write
 from rdcompress.codec._bytes import ByteReader
+from rdcompress.codec.ctx import default_cols
+from rdcompress.codec.grid import decode_grid, encode_grid, find_grid
 from rdcompress.codec.header import (
+    BASE_VERSION,
     ELEMENTS_PER_FILE_BYTE,
     FORMAT_VERSION,
     MAGIC,
@@ -43,7 +47,7 @@ from rdcompress.codec.header import (
     parse_header,
 )
 from rdcompress.codec.positions import decode_positions, encode_positions
-from rdcompress.codec.streams import decode_stream, encode_stream
+from rdcompress.codec.streams import CODERS, decode_stream, encode_stream
 from rdcompress.codec.summary import RdzSummary, summarize_tensor
 from rdcompress.codec.tensors import (
     FLOAT_DTYPES,
@@ -57,10 +61,11 @@ from rdcompress.codec.tensors import (
 )
 from rdcompress.errors import ConfigError, FormatError
 
-PREAMBLE_SIZE = PREAMBLE_SIZES[FORMAT_VERSION]  # 18
+PREAMBLE_SIZE = PREAMBLE_SIZES[FORMAT_VERSION]  # 18 (versions 2 and 3)
 
-__all__ = ["FORMAT_VERSION", "MAGIC", "PREAMBLE_SIZE", "RdzContents", "decode_rdz",
-           "encode_rdz", "inspect_rdz", "read_rdz", "read_rdz_tensors", "write_rdz"]
+__all__ = ["CODERS", "FORMAT_VERSION", "MAGIC", "PREAMBLE_SIZE", "RdzContents", "decode_rdz",
+           "encode_rdz", "entry_bytes", "inspect_rdz", "read_rdz", "read_rdz_tensors",
+           "write_rdz"]
 
 
 @dataclass
@@ -83,9 +88,14 @@ class RdzContents:
 def encode_rdz(
     tensors: Sequence[Tensor], manifest: dict, coder: str = "ans", header_encoding: str = "auto"
 ) -> tuple[bytes, RdzSummary]:
-    """The bytes of a ``.rdz`` file and its summary (pure; :func:`write_rdz` writes them)."""
-    if coder not in ("ans", "huffman"):
-        raise ConfigError(f"coder={coder!r} is not supported; expected 'ans' or 'huffman'")
+    """The bytes of a ``.rdz`` file and its summary (pure; :func:`write_rdz` writes them).
+
+    ``coder``: one of :data:`CODERS`. "ctx" codes quantized tensors' index streams with the
+    context coder (stream coder 4; pruned tensors' kept indices as one row) and stores exact
+    uniform codebooks as grids; the file is then version 3. Everything else, and every file
+    written with "ans" or "huffman", is version 2, byte for byte as before.
+    """
+    _check_coder(coder)
     if header_encoding not in ("auto", "json", "deflate"):
         raise ConfigError(f"header_encoding={header_encoding!r}; expected auto, json or deflate")
     if not isinstance(manifest, dict):
@@ -95,11 +105,14 @@ def encode_rdz(
         duplicates = sorted({n for n in names if names.count(n) > 1})
         raise ConfigError(f"tensor names must be unique; repeated: {duplicates}")
     entries, sections, summaries = [], [], []
+    version = BASE_VERSION
     for tensor in tensors:
         entry, tensor_sections, position_method, index_coder = _encode_tensor(tensor, coder)
         entries.append(entry)
         sections.extend(tensor_sections)
         summaries.append(summarize_tensor(tensor, entry["l"], position_method, index_coder))
+        if entry["t"] == "g" or index_coder == "ctx":
+            version = FORMAT_VERSION
     manifest_json = _dumps(manifest)
     content = content_crc(manifest_json, (
         (entry["n"], entry["d"], entry["s"], decode_tensor(tensor))
@@ -107,7 +120,7 @@ def encode_rdz(
     header_code, header_bytes = _encode_header(_dumps({"m": manifest, "t": entries}),
                                                header_encoding)
     body = struct.pack("<I", content) + header_bytes + b"".join(sections)
-    head = struct.pack("<4sBBI", MAGIC, FORMAT_VERSION, header_code, len(header_bytes))
+    head = struct.pack("<4sBBI", MAGIC, version, header_code, len(header_bytes))
     crc = zlib.crc32(body, zlib.crc32(head))
     data = head + struct.pack("<I", crc) + body
     total = sum(numel_of(entry["s"]) for entry in entries)
@@ -117,9 +130,22 @@ def encode_rdz(
             f"format allows ({ELEMENTS_PER_FILE_BYTE} per byte beyond a fixed allowance); "
             f"store the nearly empty tensors raw, or together with the rest of the model"
         )
-    summary = RdzSummary(len(data), PREAMBLE_SIZE + len(header_bytes), len(manifest_json),
-                         FORMAT_VERSION, summaries, _composites(manifest))
+    summary = RdzSummary(len(data), PREAMBLE_SIZES[version] + len(header_bytes),
+                         len(manifest_json), version, summaries, _composites(manifest))
     return data, summary
+
+
+def entry_bytes(tensor: Tensor, coder: str = "ans") -> int:
+    """Exact bytes ``tensor``'s sections add to a file written with ``coder`` (its header
+    entry excluded). Costs one encode of the tensor: a rate allocator may call it freely."""
+    _check_coder(coder)
+    _, sections, _, _ = _encode_tensor(tensor, coder)
+    return sum(len(section) for section in sections)
+
+
+def _check_coder(coder: str) -> None:
+    if coder not in CODERS:
+        raise ConfigError(f"coder={coder!r} is not supported; expected one of {list(CODERS)}")
 
 
 def write_rdz(
@@ -160,16 +186,25 @@ def _encode_tensor(tensor: Tensor, coder: str) -> tuple[dict, list[bytes], str |
         # The codebook is stored already cast to the tensor's dtype: decoding casts anyway,
         # so this is lossless and halves the codebook for 16-bit dtypes.
         codebook = cast_codebook(tensor.codebook, tensor.dtype).tobytes()
-        stream = encode_stream(tensor.indices, tensor.codebook.size, coder)
+        kind = "q"
+        if coder == "ctx":
+            grid = find_grid(tensor.codebook, tensor.dtype)
+            if grid is not None and tensor.codebook.size <= max(tensor.numel, 1):
+                compact = encode_grid(*grid, tensor.codebook.size, tensor.dtype)
+                if len(compact) < len(codebook):
+                    codebook, kind = compact, "g"
+        cols = default_cols(tensor.n_kept, tensor.shape if tensor.mask is None else None)
+        stream = encode_stream(tensor.indices, tensor.codebook.size, coder, cols)
         sections = [codebook, stream]
         index_coder = _stream_coder_name(stream)
         position_method = None
         if tensor.mask is not None:
-            sections.append(encode_positions(tensor.mask, coder))
+            sections.append(encode_positions(tensor.mask, _position_coder(coder)))
             position_method = _position_method_name(sections[-1])
-        entry = {"n": tensor.name, "t": "q", "d": tensor.dtype, "s": list(tensor.shape)}
+        entry = {"n": tensor.name, "t": kind, "d": tensor.dtype, "s": list(tensor.shape)}
     elif isinstance(tensor, PrunedTensor):
-        sections = [encode_positions(tensor.mask, coder), tensor.values.tobytes()]
+        sections = [encode_positions(tensor.mask, _position_coder(coder)),
+                    tensor.values.tobytes()]
         position_method, index_coder = _position_method_name(sections[0]), None
         entry = {"n": tensor.name, "t": "p", "d": tensor.dtype, "s": list(tensor.shape)}
     else:
@@ -179,6 +214,11 @@ def _encode_tensor(tensor: Tensor, coder: str) -> tuple[dict, list[bytes], str |
         )
     entry["l"] = [len(s) for s in sections]
     return entry, sections, position_method, index_coder
+
+
+def _position_coder(coder: str) -> str:
+    """Positions keep the version-2 coders: "ctx" files code their masks with rANS."""
+    return "ans" if coder == "ctx" else coder
 
 
 def _stream_coder_name(stream: bytes) -> str:
@@ -267,12 +307,13 @@ def decode_rdz(data: bytes) -> _Decoded:
     stored_crc = struct.unpack_from("<I", data, 10)[0]
     computed_crc = zlib.crc32(memoryview(data)[14:], zlib.crc32(data[:10]))
     if stored_crc != computed_crc:
-        _raise_truncated_if_short(data, header_code, preamble_size, header_end)
+        _raise_truncated_if_short(data, version, header_code, preamble_size, header_end)
         raise FormatError(
             f"checksum mismatch (stored CRC32 {stored_crc:08x}, computed {computed_crc:08x}): "
             f"the file is corrupted; re-create or re-download it"
         )
-    manifest, entries = check_header(parse_header(data[preamble_size:header_end], header_code))
+    manifest, entries = check_header(parse_header(data[preamble_size:header_end], header_code),
+                                     version)
     check_element_budget(entries, len(data))
     buffer = memoryview(data)[header_end:]
     total = sum(sum(entry["l"]) for entry in entries)
@@ -316,11 +357,12 @@ def _check_content(data: bytes, decoded: _Decoded, entries: list[dict]) -> None:
         )
 
 
-def _raise_truncated_if_short(data: bytes, header_code: int, preamble_size: int,
+def _raise_truncated_if_short(data: bytes, version: int, header_code: int, preamble_size: int,
                               header_end: int) -> None:
     """On a CRC mismatch, say "truncated" when the intact header expects more data."""
     try:
-        _, entries = check_header(parse_header(data[preamble_size:header_end], header_code))
+        _, entries = check_header(parse_header(data[preamble_size:header_end], header_code),
+                                  version)
         expected = header_end + sum(sum(entry["l"]) for entry in entries)
     except FormatError:
         return
@@ -345,8 +387,8 @@ def _decode_tensor(entry: dict, sections: list,
                 )
             array = np.frombuffer(sections[0], dtype=storage).reshape(shape).copy()
             return RawTensor(name, array, dtype), None, None
-        if kind == "q":
-            return _decode_quantized(name, dtype, shape, numel, sections, version)
+        if kind in ("q", "g"):
+            return _decode_quantized(name, kind, dtype, shape, numel, sections, version)
         mask, method = decode_positions(ByteReader(sections[0], f"tensor {name!r} positions"),
                                         numel, version)
         kept = int(mask.sum())
@@ -361,18 +403,12 @@ def _decode_tensor(entry: dict, sections: list,
         raise FormatError(f"tensor {name!r}: inconsistent content: {error}") from None
 
 
-def _decode_quantized(name, dtype, shape, numel, sections, version):
-    storage = STORAGE_DTYPES[dtype]
-    if len(sections[0]) == 0 or len(sections[0]) % storage.itemsize:
-        raise FormatError(
-            f"tensor {name!r}: codebook section has {len(sections[0])} bytes, expected a "
-            f"positive multiple of {storage.itemsize}"
-        )
-    stored = np.frombuffer(sections[0], dtype=storage)
-    if dtype == "bfloat16":
-        codebook = (stored.astype(np.uint32) << 16).view(np.float32)
+def _decode_quantized(name, kind, dtype, shape, numel, sections, version):
+    if kind == "g":
+        codebook = decode_grid(ByteReader(sections[0], f"tensor {name!r} grid codebook"),
+                               dtype, numel)
     else:
-        codebook = stored.astype(np.float64 if dtype == "float64" else np.float32)
+        codebook = _decode_codebook(name, dtype, sections[0])
     if not np.all(np.isfinite(codebook)):
         raise FormatError(f"tensor {name!r}: the codebook holds NaN or inf")
     mask, method = None, None
@@ -392,3 +428,16 @@ def _decode_quantized(name, dtype, shape, numel, sections, version):
             f"tensor {name!r}: {len(indices)} indices for {kept} kept positions"
         )
     return QuantizedTensor(name, shape, dtype, codebook, indices, mask), method, coder
+
+
+def _decode_codebook(name: str, dtype: str, section) -> np.ndarray:
+    storage = STORAGE_DTYPES[dtype]
+    if len(section) == 0 or len(section) % storage.itemsize:
+        raise FormatError(
+            f"tensor {name!r}: codebook section has {len(section)} bytes, expected a "
+            f"positive multiple of {storage.itemsize}"
+        )
+    stored = np.frombuffer(section, dtype=storage)
+    if dtype == "bfloat16":
+        return (stored.astype(np.uint32) << 16).view(np.float32)
+    return stored.astype(np.float64 if dtype == "float64" else np.float32)

@@ -20,10 +20,14 @@ from rdcompress.codec.tensors import FLOAT_DTYPES, STORAGE_DTYPES
 from rdcompress.errors import FormatError
 
 MAGIC = b"\x89RDZ"
-FORMAT_VERSION = 2
-SUPPORTED_VERSIONS = (1, 2)
-# magic, version, header encoding, header length, file CRC (+ content CRC in version 2)
-PREAMBLES = {1: struct.Struct("<4sBBII"), 2: struct.Struct("<4sBBIII")}
+# The newest version this release reads and writes. A writer writes the lowest version able to
+# express a file: 2, or 3 when it uses the context coder (stream coder 4) or grid codebooks.
+FORMAT_VERSION = 3
+BASE_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2, 3)
+# magic, version, header encoding, header length, file CRC (+ content CRC from version 2)
+PREAMBLES = {1: struct.Struct("<4sBBII"), 2: struct.Struct("<4sBBIII"),
+             3: struct.Struct("<4sBBIII")}
 PREAMBLE_SIZES = {version: preamble.size for version, preamble in PREAMBLES.items()}  # 14, 18
 MIN_FILE_BYTES = PREAMBLE_SIZES[1]
 MAX_HEADER_BYTES = 16 << 20  # stored header cap (a header is a few KiB in practice)
@@ -34,8 +38,10 @@ MAX_NDIM = 32
 # ELEMENT_ALLOWANCE + ELEMENTS_PER_FILE_BYTE * file bytes (checked before decoding anything).
 ELEMENT_ALLOWANCE = 1 << 16
 ELEMENTS_PER_FILE_BYTE = 1024
-KIND_CODES = {"raw": "r", "quantized": "q", "pruned": "p"}
-SECTION_COUNTS = {"r": (1,), "q": (2, 3), "p": (2,)}
+KIND_CODES = {"raw": "r", "quantized": "q", "pruned": "p", "grid": "g"}
+SECTION_COUNTS = {"r": (1,), "q": (2, 3), "p": (2,), "g": (2, 3)}
+# Entry kinds each version may use ("g": quantized with a grid codebook, version 3).
+VERSION_KINDS = {1: ("r", "q", "p"), 2: ("r", "q", "p"), 3: ("r", "q", "p", "g")}
 
 
 def element_budget(file_bytes: int) -> int:
@@ -161,7 +167,7 @@ def parse_header(raw: bytes, header_code: int) -> dict:
 # ----------------------------------------------------------------------------- entries
 
 
-def check_header(header: dict) -> tuple[dict, list[dict]]:
+def check_header(header: dict, version: int = BASE_VERSION) -> tuple[dict, list[dict]]:
     """(manifest, entries) of a header whose every entry is well formed (no sizes yet)."""
     if set(header) != {"m", "t"}:
         raise FormatError(f"header keys {sorted(header)}, expected ['m', 't']")
@@ -172,7 +178,7 @@ def check_header(header: dict) -> tuple[dict, list[dict]]:
         raise FormatError(f"the tensor table must be a JSON list, got {type(entries).__name__}")
     names = set()
     for index, entry in enumerate(entries):
-        check_entry(index, entry)
+        check_entry(index, entry, version)
         if entry["n"] in names:
             raise FormatError(f"tensor {entry['n']!r} appears twice in the header")
         names.add(entry["n"])
@@ -183,7 +189,7 @@ def _is_count(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def check_entry(index: int, entry) -> None:
+def check_entry(index: int, entry, version: int = BASE_VERSION) -> None:
     where = f"tensor entry {index}"
     if not isinstance(entry, dict) or set(entry) != {"n", "t", "d", "s", "l"}:
         raise FormatError(f"{where}: expected an object with keys n, t, d, s, l, got {entry!r}"[
@@ -191,9 +197,11 @@ def check_entry(index: int, entry) -> None:
     if not isinstance(entry["n"], str):
         raise FormatError(f"{where}: name must be a string, got {entry['n']!r}"[:300])
     where = f"tensor {entry['n']!r}"
-    if not isinstance(entry["t"], str) or entry["t"] not in SECTION_COUNTS:
-        raise FormatError(f"{where}: unknown kind {entry['t']!r}; expected one of r, q, p"[:300])
-    allowed = FLOAT_DTYPES if entry["t"] == "q" else tuple(STORAGE_DTYPES)
+    kinds = VERSION_KINDS.get(version, VERSION_KINDS[BASE_VERSION])
+    if not isinstance(entry["t"], str) or entry["t"] not in kinds:
+        raise FormatError(f"{where}: unknown kind {entry['t']!r}; expected one of "
+                          f"{', '.join(kinds)} in format version {version}"[:300])
+    allowed = FLOAT_DTYPES if entry["t"] in ("q", "g") else tuple(STORAGE_DTYPES)
     if not isinstance(entry["d"], str) or entry["d"] not in allowed:
         raise FormatError(f"{where}: dtype {entry['d']!r} is not one of {list(allowed)}"[:300])
     shape = entry["s"]

@@ -4,7 +4,8 @@ Layout of a stream (all integers LEB128 varints unless noted)::
 
     u8 coder      0 = constant (every symbol equal; also the empty stream),
                   1 = ANS with constriction's float model (version-1 files only),
-                  2 = Huffman, 3 = rANS with the format's integer model (version 2);
+                  2 = Huffman, 3 = rANS with the format's integer model (version 2),
+                  4 = context-modelled rANS for shaped index streams (version 3, ctx.py);
                   other ids are reserved for future coders (a reader rejects them)
     n             number of symbols
     k             alphabet size; symbols are in [0, k)
@@ -23,20 +24,29 @@ from __future__ import annotations
 import numpy as np
 
 from rdcompress.codec._bytes import ByteReader, encode_varint
+from rdcompress.codec.ctx import decode_ctx, encode_ctx
 from rdcompress.codec.huffman import decode_huffman, encode_huffman
 from rdcompress.codec.rans import MAX_PRECISION, decode_rans, encode_rans
 from rdcompress.errors import ConfigError, FormatError
 
-CODER_IDS = {"constant": 0, "ans-v1": 1, "huffman": 2, "ans": 3}
+CODER_IDS = {"constant": 0, "ans-v1": 1, "huffman": 2, "ans": 3, "ctx": 4}
 CODER_NAMES = {value: key for key, value in CODER_IDS.items()}
 # The coders each format version may use.
-VERSION_CODERS = {1: (0, 1, 2), 2: (0, 2, 3)}
+VERSION_CODERS = {1: (0, 1, 2), 2: (0, 2, 3), 3: (0, 2, 3, 4)}
+# The coders a writer accepts (``coder=`` of encode_rdz / write_rdz / compress).
+CODERS = ("ans", "huffman", "ctx")
 
 
-def encode_stream(symbols: np.ndarray, alphabet_size: int, coder: str) -> bytes:
-    """(n,) integer symbols in [0, alphabet_size) -> stream bytes (format version 2)."""
-    if coder not in ("ans", "huffman"):
-        raise ConfigError(f"coder={coder!r} is not supported; expected 'ans' or 'huffman'")
+def encode_stream(symbols: np.ndarray, alphabet_size: int, coder: str,
+                  cols: int | None = None) -> bytes:
+    """(n,) integer symbols in [0, alphabet_size) -> stream bytes.
+
+    ``coder`` "ctx" views the symbols as a (n // cols, cols) matrix (``cols`` must divide n;
+    None = one row) and writes coder 4, or coder 3 when its model would use one context only
+    (an order-0 model, which coder 3 stores more cheaply).
+    """
+    if coder not in CODERS:
+        raise ConfigError(f"coder={coder!r} is not supported; expected one of {list(CODERS)}")
     symbols = np.asarray(symbols, dtype=np.int64).reshape(-1)
     if alphabet_size < 1:
         raise ConfigError(f"alphabet_size={alphabet_size} should be >= 1")
@@ -49,8 +59,16 @@ def encode_stream(symbols: np.ndarray, alphabet_size: int, coder: str) -> bytes:
     if symbols.size == 0 or bool(np.all(symbols == symbols[0])):
         body = encode_varint(int(symbols[0])) if symbols.size else b""
         return bytes([CODER_IDS["constant"]]) + head + body
-    if coder == "ans" and len(np.unique(symbols)) > 1 << MAX_PRECISION:
-        coder = "huffman"  # the integer model has 2**16 slots: more symbols than that
+    if coder in ("ans", "ctx") and len(np.unique(symbols)) > 1 << MAX_PRECISION:
+        coder = "huffman"  # the integer models have 2**16 slots: more symbols than that
+    if coder == "ctx":
+        cols = symbols.size if cols is None else cols
+        if not 1 <= cols <= symbols.size or symbols.size % cols:
+            raise ConfigError(f"cols={cols} should divide the {symbols.size} symbols")
+        body, contexts_used = encode_ctx(symbols, alphabet_size, cols)
+        if contexts_used > 1:
+            return bytes([CODER_IDS["ctx"]]) + head + body
+        coder = "ans"
     body = encode_rans(symbols, alphabet_size) if coder == "ans" else encode_huffman(
         symbols, alphabet_size
     )
@@ -95,6 +113,8 @@ def decode_stream(reader: ByteReader, max_symbols: int, max_alphabet: int,
         reader.expect_end()
     elif coder == "ans":
         symbols = decode_rans(reader, count, alphabet_size)
+    elif coder == "ctx":
+        symbols = decode_ctx(reader, count, alphabet_size)
     elif coder == "ans-v1":
         from rdcompress.codec.ans import decode_ans  # constriction: version-1 files only
 
