@@ -94,6 +94,7 @@ class SweepConfig:
         for k in (*self.clusters, self.combine_clusters):
             if k < 1:
                 raise ConfigError(f"clusters={k} must be >= 1")
+        _check_before_work(self)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -156,13 +157,7 @@ def run_sweep(config: SweepConfig) -> SweepResult:
 
     results_path = out / "results.jsonl"
     done = _read_rows(results_path)
-    settings = {"prune": config.kept_fractions, "quantize": config.clusters,
-                "prune+quantize": config.kept_fractions, "lowrank": config.ranks,
-                "lowrank+quantize": config.ranks, "greedy-prune": config.greedy_p,
-                "greedy-quantize": config.greedy_k}
-    grid = [(m, o, v) for m in config.methods
-            for o in ((GREEDY_OBJECTIVE,) if m.startswith("greedy") else config.objectives)
-            for v in settings[m]]
+    grid = _grid(config)
     todo = [g for g in grid if _run_key(*g) not in done]
     importances: dict[str, Any] = {}
     for method, objective, value in progress(todo, desc="sweep", unit="run"):
@@ -194,6 +189,46 @@ def run_sweep(config: SweepConfig) -> SweepResult:
     write_summary(rows, out / "summary.md", config=config.to_dict(), reference=reference,
                   dataset=dataset)
     return SweepResult(rows, out, reference, time.perf_counter() - start)
+
+
+def _grid(config: SweepConfig) -> list[tuple[str, str, float]]:
+    """Every (method, objective, setting value) the sweep runs, in order."""
+    settings = {"prune": config.kept_fractions, "quantize": config.clusters,
+                "prune+quantize": config.kept_fractions, "lowrank": config.ranks,
+                "lowrank+quantize": config.ranks, "greedy-prune": config.greedy_p,
+                "greedy-quantize": config.greedy_k}
+    return [(m, o, v) for m in config.methods
+            for o in ((GREEDY_OBJECTIVE,) if m.startswith("greedy") else config.objectives)
+            for v in settings[m]]
+
+
+def _check_before_work(config: SweepConfig) -> None:
+    """Every choice of ``config`` checked by building what the runs will build (cheap), so that
+    a bad one fails before training, importance or any compression writes a row."""
+    from rdcompress.compress.api import CODERS
+    from rdcompress.data import SPLITS
+    from rdcompress.importance.config import ImportanceConfig
+    from rdcompress.models.zoo import get_entry
+
+    path = Path(config.model)
+    if not (path.suffix in (".safetensors", ".rdz") or path.is_file() or config.weights):
+        get_entry(config.model)  # as prepare_model would train it: ModelError naming the zoo
+    if config.coder not in CODERS:
+        raise ConfigError(f"coder {config.coder!r} must be one of {CODERS}")
+    if config.eval_split not in SPLITS:
+        raise ConfigError(f"eval_split {config.eval_split!r} must be one of {SPLITS}")
+    for name in ("calibration_samples", "eval_limit", "train_epochs"):
+        value = getattr(config, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise ConfigError(f"{name}={value!r} must be an integer >= 1"
+                              + ("" if name == "calibration_samples" else " or None"))
+    grid = _grid(config)
+    for objective in dict.fromkeys(o for _, o, _ in grid if o != GREEDY_OBJECTIVE):
+        ImportanceConfig(objective=objective, temperature=config.temperature,
+                         mu=config.hessian_mu)
+    for method, objective, value in grid:
+        _method_config(config, method, objective, value)
 
 
 def _evenly_spaced(dataset: Any, limit: int | None) -> Any:
@@ -285,41 +320,11 @@ def _subset(loader: Any, count: int) -> tuple[torch.Tensor, torch.Tensor]:
 def _one_run(config: SweepConfig, loaded: LoadedModel, importance: Any, method: str,
              objective: str, value: float, test_loader: Any, reference_logits: torch.Tensor,
              labels: torch.Tensor, out: Path, statistics: dict | None = None) -> dict[str, Any]:
-    from rdcompress.compress import (
-        PruneConfig,
-        PruneQuantizeConfig,
-        QuantizeConfig,
-        compress,
-        load,
-    )
+    from rdcompress.compress import compress, load
     from rdcompress.evaluate import classification_metrics, collect_outputs
 
     start = time.perf_counter()
-    if method == "prune":
-        method_config: Any = PruneConfig(kept_fraction=float(value))
-        setting = f"kept={value:g}"
-    elif method == "prune+quantize":
-        method_config = PruneQuantizeConfig(kept_fraction=float(value),
-                                            clusters=config.combine_clusters,
-                                            algorithm=_quantizer(config, objective))
-        setting = f"kept={value:g},k={config.combine_clusters}"
-    elif method in LOWRANK_METHODS:
-        method_config = _lowrank_config(config, objective, float(value),
-                                        quantized=method == "lowrank+quantize")
-        setting = f"ratio={value:g}" + (f",k={config.combine_clusters}"
-                                        if method == "lowrank+quantize" else "")
-    elif method.startswith("greedy"):
-        from rdcompress.greedy import GreedyConfig
-
-        mode = method.removeprefix("greedy-")
-        method_config = GreedyConfig(mode=mode, alpha=config.greedy_alpha, seed=config.seed,
-                                     **({"p": float(value)} if mode == "prune"
-                                        else {"k": int(value)}))
-        setting = f"p={value:g}" if mode == "prune" else f"k={int(value)}"
-    else:
-        method_config = QuantizeConfig(clusters=int(value),
-                                       algorithm=_quantizer(config, objective))
-        setting = f"k={int(value)}"
+    method_config, setting = _method_config(config, method, objective, value)
     if method.startswith("greedy"):
         from rdcompress.greedy import greedy_compress
 
@@ -352,6 +357,39 @@ def _one_run(config: SweepConfig, loaded: LoadedModel, importance: Any, method: 
         "seconds": round(time.perf_counter() - start, 3), "seed": config.seed,
         "temperature": config.temperature, "hessian_mu": config.hessian_mu,
     }
+
+
+def _method_config(config: SweepConfig, method: str, objective: str,
+                   value: float) -> tuple[Any, str]:
+    """(the method's config, the row's setting label) of one run; ConfigError if invalid."""
+    from rdcompress.compress import PruneConfig, PruneQuantizeConfig, QuantizeConfig
+
+    if method == "prune":
+        method_config: Any = PruneConfig(kept_fraction=float(value))
+        setting = f"kept={value:g}"
+    elif method == "prune+quantize":
+        method_config = PruneQuantizeConfig(kept_fraction=float(value),
+                                            clusters=config.combine_clusters,
+                                            algorithm=_quantizer(config, objective))
+        setting = f"kept={value:g},k={config.combine_clusters}"
+    elif method in LOWRANK_METHODS:
+        method_config = _lowrank_config(config, objective, float(value),
+                                        quantized=method == "lowrank+quantize")
+        setting = f"ratio={value:g}" + (f",k={config.combine_clusters}"
+                                        if method == "lowrank+quantize" else "")
+    elif method.startswith("greedy"):
+        from rdcompress.greedy import GreedyConfig
+
+        mode = method.removeprefix("greedy-")
+        method_config = GreedyConfig(mode=mode, alpha=config.greedy_alpha, seed=config.seed,
+                                     **({"p": float(value)} if mode == "prune"
+                                        else {"k": int(value)}))
+        setting = f"p={value:g}" if mode == "prune" else f"k={int(value)}"
+    else:
+        method_config = QuantizeConfig(clusters=int(value),
+                                       algorithm=_quantizer(config, objective))
+        setting = f"k={int(value)}"
+    return method_config, setting
 
 
 def _kept_fraction(compressed: Any) -> float:

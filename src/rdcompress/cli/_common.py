@@ -20,18 +20,66 @@ MODEL_HELP = (
 )
 
 
-def comma_list(kind: type) -> Any:
-    """An argparse ``type=`` for comma lists: ``comma_list(float)("0.1,0.2")`` -> (0.1, 0.2)."""
+def comma_list(kind: type, choices: Sequence[str] | None = None) -> Any:
+    """An argparse ``type=`` for comma lists: ``comma_list(float)("0.1,0.2")`` -> (0.1, 0.2).
+
+    With ``choices``, every item must be one of them (a usage error, exit 2, names them)."""
     label = {int: "integers", float: "numbers", str: "names"}[kind]
 
     def parse(text: str) -> tuple:
         try:
-            return tuple(kind(v.strip()) for v in text.split(",") if v.strip())
+            values = tuple(kind(v.strip()) for v in text.split(",") if v.strip())
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a comma list of {label}") from None
+        unknown = [v for v in values if choices is not None and v not in choices]
+        if unknown:
+            where = f" in {text!r}" if len(values) > 1 else ""
+            raise argparse.ArgumentTypeError(
+                f"{', '.join(map(repr, unknown))}{where}: choose from "
+                f"{', '.join(map(str, choices or ()))} (comma-separated)")
+        return values
 
     parse.__name__ = f"comma-separated {label}"  # argparse names the type in its errors
     return parse
+
+
+def add_alias(container: Any, action: argparse.Action, *flags: str) -> argparse.Action:
+    """Old option strings of ``action`` that keep working but are hidden from --help.
+
+    ``container`` is the parser or group that holds ``action``; the alias stores into the same
+    ``dest`` with the same type and choices, and has no default of its own (the canonical
+    option's default stands)."""
+    return container.add_argument(
+        *flags, dest=action.dest, type=action.type, choices=action.choices,
+        metavar=action.metavar, help=argparse.SUPPRESS, default=argparse.SUPPRESS)
+
+
+def temperature(text: str) -> float | str:
+    """An argparse ``type=`` for an importance temperature: a number, or 'auto'."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or 'auto'") from None
+
+
+temperature.__name__ = "temperature"  # argparse names the type in its errors
+
+
+def check_dataset(name: str | None, flag: str = "--data") -> None:
+    """ConfigError before any work when ``name`` is neither a known dataset nor an existing
+    path (an image folder or a .tar.gz of one); None (the model's own dataset) passes."""
+    if name is None:
+        return
+    from rdcompress.data import DATASETS
+
+    path = Path(name.removeprefix("imagefolder:")).expanduser()
+    if name.lower() not in DATASETS and not path.exists():
+        raise ConfigError(f"{flag} {name!r} is not a known dataset or an existing path: use one "
+                          f"of {', '.join(sorted(DATASETS))}, or the path of an image folder "
+                          "ROOT/<split>/<class>/*.png|jpg (or a .tar.gz of one); "
+                          "'rdcompress datasets' lists them")
 
 
 def positive_int(text: str) -> int:

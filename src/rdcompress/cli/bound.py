@@ -49,12 +49,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from rdcompress.cli._common import check_outputs
 
+    if args.points < 2:
+        raise ConfigError(f"--points={args.points} must be >= 2")
     check_outputs({"--csv": args.csv, "--plot": args.plot},
                   {"--sigma-w": _input_file(args.sigma_w), "--sigma-x": _input_file(args.sigma_x)})
     bound = LinearRegressionBound(_read_covariance(args.sigma_w, "--sigma-w"),
                                   _read_covariance(args.sigma_x, "--sigma-x"))
-    if args.points < 2:
-        raise ConfigError(f"--points={args.points} must be >= 2")
     rows = curve_rows(bound, args.points, args.units)
     queries = [bound.levels(d, args.units) for d in args.distortion]
     queries += [bound.levels_at_rate(r, args.units) for r in args.rate]

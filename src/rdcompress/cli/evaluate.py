@@ -7,6 +7,7 @@ import argparse
 from rdcompress.cli._common import (
     add_data_arguments,
     add_model_arguments,
+    check_dataset,
     check_outputs,
     model_files,
     print_table,
@@ -47,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     reference_files = {f"--reference{k.removeprefix('MODEL')}": v
                        for k, v in model_files(args.reference).items()}
+    check_dataset(args.data)
     check_outputs({"--json": args.json_out},
                   {**model_files(args.model, args.weights), **reference_files})
     loaded = load_model(args.model, weights=args.weights, arch=args.arch,

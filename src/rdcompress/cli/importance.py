@@ -7,9 +7,11 @@ import argparse
 from rdcompress.cli._common import (
     add_data_arguments,
     add_model_arguments,
+    check_dataset,
     check_outputs,
     model_files,
     print_table,
+    temperature,
 )
 from rdcompress.errors import ConfigError
 from rdcompress.importance.config import HESSIAN_METHODS, OBJECTIVES
@@ -32,15 +34,6 @@ examples:
 """
 
 
-def _temperature(text: str) -> float | str:
-    if text == "auto":
-        return text
-    try:
-        return float(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number or 'auto'") from error
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "importance", help="compute per-weight importance on calibration data",
@@ -54,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_data_arguments(parser, split="train")
     parser.add_argument("--objective", default="fisher", choices=list(OBJECTIVES),
                         help="importance objective (default: fisher)")
-    parser.add_argument("--temperature", type=_temperature, default=1.0,
+    parser.add_argument("--temperature", type=temperature, default=1.0,
                         help="softmax temperature T > 0, or 'auto' to fit T on the val split "
                         "(paper App. C.3.1; default: 1.0)")
     parser.add_argument("--heldout-split", default="val", choices=["train", "val", "test"],
@@ -90,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         mu=args.mu, hessian_method=args.hessian_method, num_probes=args.num_probes,
         chunk_size=args.chunk_size, max_samples=args.limit, dtype=args.dtype,
         include_frozen=not args.exclude_frozen, seed=args.seed)
+    check_dataset(args.data)
     check_outputs({"-o": args.output}, model_files(args.model, args.weights))
     loaded = load_model(args.model, weights=args.weights, arch=args.arch,
                         trust_code=args.trust_code)
@@ -116,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
              "mean": float(value.mean()), "max": float(value.max())}
             for name, value in importance.quadratic.items()]
     print_table(rows)
-    temperature = "-" if importance.temperature is None else f"{importance.temperature:.4g}"
-    print(f"\nobjective {importance.objective}, T = {temperature}, "
+    shown_t = "-" if importance.temperature is None else f"{importance.temperature:.4g}"
+    print(f"\nobjective {importance.objective}, T = {shown_t}, "
           f"{importance.num_samples} samples -> {args.output}")
     return 0
