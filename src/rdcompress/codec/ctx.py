@@ -592,8 +592,8 @@ def _decode_scalar(states, words, model, tables, count, where, alphabet_size):
             state = f_of[entry] * (state >> precision) + slot - start_of[entry]
             if state < STATE_LOW:
                 if used == available:
-                    raise FormatError(f"{where}: context-coder payload ends after {step} of "
-                                      f"{steps} steps")
+                    raise FormatError(f"{where}: context-coder payload ends after step {step} of "
+                                      f"{steps}")
                 state = (state << 16) | word_list[used]
                 used += 1
             x[lane] = state

@@ -43,32 +43,41 @@ def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
 
 def find_grid(codebook: np.ndarray, dtype: str) -> tuple[float, int] | None:
     """(step, j0) if ``codebook`` (float32, or float64 for float64 tensors) is exactly a grid,
-    else None. Tries the float steps nearest (c[-1] - c[0]) / (k - 1) and the j0 nearest
-    c[0] / step; exactness is then checked bit for bit, so a miss only costs bytes."""
+    else None. A rough step (the mean spacing) gives j0 = c[0] / step rounded (and its
+    neighbours); the float steps nearest c[m] / (j0 + m), at the end m of largest magnitude,
+    are then checked bit for bit, so a miss only costs bytes, never exactness."""
     count = len(codebook)
     if count < 2:
         return None
     step_type = _step_dtype(dtype).type
-    span = (float(codebook[-1]) - float(codebook[0])) / (count - 1)
-    if not np.isfinite(span) or span == 0:
-        return None
-    centre = step_type(span)
-    candidates = [centre]
-    for direction in (np.inf, -np.inf):
-        value = centre
-        for _ in range(3):
-            value = np.nextafter(value, step_type(direction))
-            candidates.append(value)
-    for step in candidates:
-        if not np.isfinite(step) or step == 0:
+    with np.errstate(over="ignore", invalid="ignore"):
+        rough = (float(codebook[-1]) - float(codebook[0])) / (count - 1)
+        if not np.isfinite(rough) or rough == 0:
+            return None
+        nearest = round(float(codebook[0]) / rough)
+    for first in (nearest, nearest - 1, nearest + 1):
+        if abs(first) > MAX_GRID_INDEX or abs(first + count - 1) > MAX_GRID_INDEX:
             continue
-        nearest = round(float(codebook[0]) / float(step))
-        for first in (nearest, nearest - 1, nearest + 1):
-            if abs(first) > MAX_GRID_INDEX or abs(first + count - 1) > MAX_GRID_INDEX:
-                continue
-            if _same_bits(grid_values(float(step), first, count, dtype), codebook):
+        end = count - 1 if abs(first + count - 1) >= abs(first) else 0
+        if first + end == 0:
+            continue
+        centre = step_type(float(codebook[end]) / (first + end))
+        for step in _neighbours(centre, step_type):
+            if np.isfinite(step) and step != 0 and _same_bits(
+                    grid_values(float(step), first, count, dtype), codebook):
                 return float(step), first
     return None
+
+
+def _neighbours(centre, step_type, reach: int = 2) -> list:
+    """``centre`` and the ``reach`` floats on each side of it."""
+    out = [centre]
+    for direction in (np.inf, -np.inf):
+        value = centre
+        for _ in range(reach):
+            value = np.nextafter(value, step_type(direction))
+            out.append(value)
+    return out
 
 
 def encode_grid(step: float, first: int, count: int, dtype: str) -> bytes:
