@@ -162,7 +162,7 @@ def rdcompress_stream_bytes(levels: np.ndarray, coder: str) -> int:
     symbols = (levels.astype(np.int64) - int(levels.min()))
     k = int(symbols.max()) + 1
     if coder == "ctx":
-        return len(rdcodec.encode_index_stream(symbols, k, "ctx"))  # type: ignore[attr-defined]
+        return len(rdcodec.encode_index_stream(symbols, k, "ctx"))
     return len(encode_stream(symbols.reshape(-1), k, coder))
 
 
@@ -189,7 +189,8 @@ def coding_rows(name: str, weights: dict[str, np.ndarray], qps: list[int],
             row: dict[str, Any] = {"model": name, "quantizer": "nncodec-dq" if dq else
                                    ("nncodec-uniform" if codec.cabac else "round(w/step)"),
                                    "qp": qp, "step": qp_step(qp), "weights": 0, "zeros": 0,
-                                   "entropy_bytes": 0.0, "roundtrip_ok": True}
+                                   "entropy_bytes": 0.0,
+                                   "roundtrip_ok": True if codec.cabac else None}
             sizes: dict[str, int] = {}
             for weight in weights.values():
                 levels = nncodec_levels(weight, qp, dq, codec.cabac)
@@ -332,7 +333,7 @@ def allocate_points(case: Case, targets: list[int], args: argparse.Namespace,
     loader = tensor_loader(loaded.preprocessing(images), labels, 250)
     importance = compute_importance(case.module, loader, args.importance)
     points = []
-    for target in sorted(set(targets)):
+    for target in targets:
         config = allocate_config(target_bytes=int(target))
         points.append(rdcompress_point(case, config, importance, "ans", "rdcompress-allocate",
                                        f"target={target}", workdir / f"alloc-{target}.rdz"))
@@ -345,7 +346,7 @@ def codec_points(case: Case, codec: NNCodec, args: argparse.Namespace) -> list[P
         workdir = Path(tmp)
         if codec.nnc is not None:
             for dq in (False, True):
-                for qp in args.qps or range(args.qp_start, args.qp_stop + 1):
+                for qp in args.qps or range(args.qp_start, args.qp_stop + 1, args.qp_step):
                     points.append(nncodec_point(case, codec, qp, dq, workdir / f"{qp}-{dq}.nnc"))
                     print(_point_line(points[-1]), flush=True)
                     if not args.qps and 100 * (case.accuracy - points[-1].accuracy) > \
@@ -363,7 +364,11 @@ def codec_points(case: Case, codec: NNCodec, args: argparse.Namespace) -> list[P
                     print(f"# {case.name}: coder {coder!r} failed: {error}; curve skipped")
                     break
                 print(_point_line(points[-1]), flush=True)
-        targets = [p.file_bytes for p in points if p.curve == "nncodec+dq"]
+        targets = sorted({p.file_bytes for p in points if p.curve == "nncodec+dq" and
+                          100 * (case.accuracy - p.accuracy) <= args.stop_drop})
+        if len(targets) > args.allocate_points:  # evenly spaced in sorted order
+            picks = np.linspace(0, len(targets) - 1, args.allocate_points).round().astype(int)
+            targets = [targets[i] for i in sorted(set(picks.tolist()))]
         for point in allocate_points(case, targets, args, workdir):
             points.append(point)
             print(_point_line(point), flush=True)
@@ -395,7 +400,11 @@ def print_coding_table(rows: list[dict]) -> None:
     for row in rows:
         cells = "".join(f" {row[f'{c}_bytes']:9d} ({row[f'{c}/H']:5.3f})" for c in coders)
         print(f"  {row['quantizer']:16s} {row['qp']:4d} {row['zeros'] / row['weights']:6.1%} "
-              f"{row['entropy_bytes']:9.0f}{cells}  {row['roundtrip_ok']}")
+              f"{row['entropy_bytes']:9.0f}{cells}  {_dash(row['roundtrip_ok'])}")
+
+
+def _dash(value: Any) -> str:
+    return "-" if value is None else str(value)
 
 
 def print_codec_table(case: Case, points: list[Point], published: bool) -> dict:
@@ -475,7 +484,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "whose accuracy is more than --stop-drop points below the original")
     parser.add_argument("--qp-start", type=int, default=-44)
     parser.add_argument("--qp-stop", type=int, default=8)
+    parser.add_argument("--qp-step", type=int, default=1)
     parser.add_argument("--stop-drop", type=float, default=2.0)
+    parser.add_argument("--allocate-points", type=int, default=8,
+                        help="AllocateConfig targets: at most this many NNCodec+DQ file sizes")
     parser.add_argument("--coding-qps", type=parse_ints, default=parse_ints("-38,-32,-26,-20"),
                         help="QPs for (a), coding alone")
     parser.add_argument("--clusters", type=parse_ints,
@@ -526,14 +538,17 @@ def main(argv: list[str] | None = None) -> int:
         if codec.nnc is None and name in PUBLISHED:
             info["published_nncodec_dq"] = PUBLISHED[name]
         summary["models"][name] = info
+    written = ["summary.json"]
     if coding:
         write_csv(args.out / "coding.csv", coding)
+        written.append("coding.csv")
     if points:
         write_csv(args.out / "codec.csv", [{**asdict(p), "extra": json.dumps(p.extra)}
                                            for p in points])
+        written += ["codec.csv", *(f"{name}.png" for name in summary["models"])]
     summary["tolerances_points"] = TOLERANCES
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    print(f"\nwrote {args.out}/: coding.csv, codec.csv, summary.json, <model>.png")
+    print(f"\nwrote {args.out}/: {', '.join(written)}")
     return 0
 
 
