@@ -77,11 +77,11 @@ def kmeans(weights: np.ndarray, k: int = 16, iterations: int = 30):
     return centres.astype(np.float32), np.searchsorted(edges, flat).reshape(weights.shape)
 
 
-def timed(function, repeat: int):
+def timed(repeat: int, function, *args):
     best, value = float("inf"), None
     for _ in range(repeat):
         start = time.perf_counter()
-        value = function()
+        value = function(*args)
         best = min(best, time.perf_counter() - start)
     return value, best
 
@@ -97,16 +97,15 @@ def measure(model: str, setting: str, layers: dict, repeat: int) -> dict:
         row["weights"] += indices.size
         row["order0"] += empirical_entropy_bits(indices.reshape(-1), k) / 8
         for coder in ("ans", "ctx"):
-            data, seconds = timed(lambda c=coder: encode_index_stream(indices, k, c), repeat)
-            back, back_seconds = timed(lambda d=data: decode_index_stream(d, indices.shape, k),
-                                       repeat)
+            data, seconds = timed(repeat, encode_index_stream, indices, k, coder)
+            back, back_seconds = timed(repeat, decode_index_stream, data, indices.shape, k)
             assert np.array_equal(back, indices)  # a wrong decode would make the table a lie
             row[f"{coder}_bytes"] += len(data)
             row[f"{coder}_encode_s"] += seconds
             row[f"{coder}_decode_s"] += back_seconds
             if coder == "ctx":
-                estimate, estimate_seconds = timed(
-                    lambda: index_stream_cost(indices, None, k, "ctx"), repeat)
+                estimate, estimate_seconds = timed(repeat, index_stream_cost, indices, None, k,
+                                                   "ctx")
                 row["ctx_estimate"] += estimate
                 row["ctx_estimate_s"] += estimate_seconds
                 row["worst_layer_estimate"] = max(row["worst_layer_estimate"],
