@@ -138,35 +138,44 @@ def _merge_buckets(histograms: np.ndarray, buckets: int) -> np.ndarray:
     return np.concatenate([head, tail], axis=1)
 
 
-def _class_tables(flat: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray:
-    """(R, B*k) sums of the rows' (rows, B*k) histograms per class."""
+def _class_tables(flat: np.ndarray, classes: np.ndarray, n_classes: int,
+                  repeats: int = 1) -> np.ndarray:
+    """(R, B*k) sums of the rows' (rows, B*k) histograms per class; ``classes`` may list
+    ``repeats`` labelings of the same rows back to back."""
     one_hot = (classes[None, :] == np.arange(n_classes)[:, None]).astype(flat.dtype)
-    return one_hot @ flat
+    return one_hot.reshape(n_classes, repeats, -1).sum(1) @ flat if repeats > 1 else (
+        one_hot @ flat)
 
 
-def _assign_classes(histograms: np.ndarray, n_classes: int, iterations: int) -> np.ndarray:
-    """(rows,) classes: start from quantiles of each row's mean symbol cost, then move every
-    row to the class whose tables code it cheapest (a few Lloyd iterations)."""
+def _assign_classes(histograms: np.ndarray, class_counts: list[int],
+                    iterations: int) -> list[np.ndarray]:
+    """(rows,) classes for each R in ``class_counts``: start from the quantiles of each row's
+    mean symbol cost, then move every row to the class whose tables code it cheapest (Lloyd
+    iterations; all R at once, stacked as one set of sum(R) classes, as the arrays are small
+    and numpy's per-call cost is not)."""
     rows = histograms.shape[0]
-    if n_classes == 1:
-        return np.zeros(rows, dtype=np.int64)
-    flat = histograms.reshape(rows, -1).astype(np.float64)
+    flat = histograms.reshape(rows, -1).astype(np.float64)  # (rows, B*k)
     total = flat.sum(0)
     global_cost = -np.log2((total + 0.5) / (total.sum() + 0.5 * len(total)))
     mean_cost = (flat @ global_cost) / np.maximum(flat.sum(1), 1)
     order = np.argsort(mean_cost, kind="stable")
-    classes = np.empty(rows, dtype=np.int64)
-    classes[order] = np.arange(rows) * n_classes // rows
+    offsets = np.cumsum(class_counts) - class_counts  # candidate c owns [offsets[c], +R_c)
+    classes = np.empty((len(class_counts), rows), dtype=np.int64)
+    for index, n_classes in enumerate(class_counts):
+        classes[index, order] = np.arange(rows) * n_classes // rows
     buckets, alphabet_size = histograms.shape[1:]
     for _ in range(iterations):
-        tables = _class_tables(flat, classes, n_classes).reshape(
-            n_classes, buckets, alphabet_size) + 0.02
-        log_p = np.log2(tables / tables.sum(2, keepdims=True)).reshape(n_classes, -1)
-        updated = np.argmax(flat @ log_p.T, axis=1)
+        tables = _class_tables(flat, (classes + offsets[:, None]).reshape(-1),
+                               int(sum(class_counts)), repeats=len(class_counts))
+        tables = tables.reshape(-1, buckets, alphabet_size) + 0.02
+        log_p = np.log2(tables / tables.sum(2, keepdims=True)).reshape(len(tables), -1)
+        gains = flat @ log_p.T  # (rows, sum R): minus each row's bits under each class
+        updated = np.stack([np.argmax(gains[:, start:start + n_classes], axis=1)
+                            for start, n_classes in zip(offsets, class_counts, strict=True)])
         if np.array_equal(updated, classes):
             break
         classes = updated
-    return classes
+    return list(classes)
 
 
 _RICE_PARAMETERS = np.arange(0, 41)
@@ -186,25 +195,41 @@ def _rice_bytes(values: np.ndarray) -> np.ndarray:
     return 1 + (bits.min(1) + 7) // 8
 
 
-def _approx_tables_bits(tables: np.ndarray) -> float:
-    """(T, k) count tables -> estimated bits of their stored form plus their symbols' code:
-    per table the best precision as the writer chooses it (:func:`_choose_table`), with the
-    counts scaled by flooring instead of ``quantize_counts``' exact rounding."""
+def _approx_rice_bytes(values: np.ndarray) -> np.ndarray:
+    """(T,) byte lengths of each row's Rice table, trying only the parameters next to the
+    best one for the row's mean (the cost is convex in r, so this finds the minimum unless the
+    mean misleads: an estimate, used to score candidates)."""
+    count = values.shape[1]
+    mean = values.sum(1) / max(count, 1)
+    centre = np.floor(np.log2(np.maximum(mean, 1.0))).astype(np.int64)  # (T,)
+    parameters = np.maximum(centre[:, None] + np.array([-1, 0, 1]), 0)  # (T, 3)
+    bits = ((values[:, None, :] >> parameters[:, :, None]).sum(2)
+            + count * (1 + parameters))  # (T, 3)
+    return 1 + (bits.min(1) + 7) // 8
+
+
+def _approx_table_bits(tables: np.ndarray) -> np.ndarray:
+    """(T, k) count tables -> (T,) estimated bits of each stored table (its precision byte
+    included) plus its symbols' code: the best precision as the writer chooses it
+    (:func:`_choose_table`), with the counts scaled by flooring instead of
+    ``quantize_counts``' exact rounding. Unused tables cost their precision byte."""
+    out = np.full(len(tables), 8.0)
     totals = tables.sum(1)
     used = totals > 0
     tables, totals = tables[used], totals[used]
-    bits = 8.0 * len(used)  # one precision byte per context
     if not len(totals):
-        return bits
+        return out
     present = tables > 0
     precisions = np.array(_TABLE_PRECISIONS)[:, None, None]  # (P, 1, 1)
     scaled = np.where(present, np.maximum((tables << precisions) // totals[:, None], 1), 0)
     sums = scaled.sum(2, keepdims=True)  # (P, T, 1)
     payload = (tables * np.log2(sums / np.maximum(scaled, 1))).sum(2)  # (P, T)
-    cost = 8.0 * _rice_bytes(scaled.reshape(-1, scaled.shape[2])).reshape(payload.shape)
+    cost = 8.0 * _approx_rice_bytes(scaled.reshape(-1, scaled.shape[2])).reshape(
+        payload.shape)
     cost += payload
     cost[present.sum(1)[None, :] > (1 << precisions[:, :, 0])] = np.inf
-    return bits + float(cost.min(0).sum())
+    out[used] += cost.min(0)
+    return out
 
 
 def search_context_model(symbols: np.ndarray, alphabet_size: int,
@@ -212,28 +237,48 @@ def search_context_model(symbols: np.ndarray, alphabet_size: int,
     """The writer's model (R, B, classes) and its estimated bits (payload + tables + classes).
 
     Greedy: the number of left buckets B is chosen with one row class, then the number of
-    classes R with that B; every candidate is scored by :func:`_approx_tables_bits`.
+    classes R with that B; every candidate is scored by :func:`_approx_table_bits` (all
+    candidates of a step in one call: the arrays are small, numpy's per-call cost is not).
     """
     matrix = symbols.reshape(-1, cols)
     rows = matrix.shape[0]
     zero = int(np.argmax(np.bincount(symbols, minlength=alphabet_size)))
     finest = _row_histograms(matrix, alphabet_size, zero)
+    # step 1: B with one class; each candidate's tables are its (B, k) totals
+    bucket_choices = _BUCKET_CHOICES if cols > 1 else (1,)
+    merged = {b: _merge_buckets(finest, b) for b in bucket_choices}
+    candidates = [ContextModel(cols, zero, np.zeros(rows, dtype=np.int64), 1, b)
+                  for b in bucket_choices]
+    tables = [merged[b].sum(0) for b in bucket_choices]
+    costs = _candidate_bits(tables, [0] * len(tables))
+    best = int(np.argmin(costs))
+    chosen, bits = candidates[best], float(costs[best])
+    # step 2: R > 1 with that B
+    buckets = chosen.n_buckets
+    histograms = merged[buckets]
+    flat = histograms.reshape(rows, -1)
+    counts = [r for r in _CLASS_CHOICES[1:] if r * _ROWS_PER_CLASS <= rows]
+    candidates, tables, class_bits = [], [], []
+    for n_classes, classes in zip(counts, _assign_classes(histograms, counts,
+                                                          _CLASS_ITERATIONS) if counts else [],
+                                  strict=True):
+        candidates.append(ContextModel(cols, zero, classes, n_classes, buckets))
+        tables.append(_class_tables(flat, classes, n_classes).reshape(-1, alphabet_size))
+        class_bits.append(rows * (n_classes - 1).bit_length())
+    if candidates:
+        costs = _candidate_bits(tables, class_bits)
+        best = int(np.argmin(costs))
+        if costs[best] < bits:
+            chosen, bits = candidates[best], float(costs[best])
+    return chosen, bits
 
-    def score(buckets: int, n_classes: int) -> tuple[float, ContextModel]:
-        histograms = _merge_buckets(finest, buckets)
-        classes = _assign_classes(histograms, n_classes, _CLASS_ITERATIONS)
-        tables = _class_tables(histograms.reshape(rows, -1), classes, n_classes)
-        bits = _approx_tables_bits(tables.reshape(-1, alphabet_size))
-        bits += rows * (n_classes - 1).bit_length()
-        return bits, ContextModel(cols, zero, classes, n_classes, buckets)
 
-    best = min((score(buckets, 1) for buckets in (_BUCKET_CHOICES if cols > 1 else (1,))),
-               key=lambda candidate: candidate[0])
-    for n_classes in _CLASS_CHOICES[1:]:
-        if n_classes * _ROWS_PER_CLASS <= rows:
-            best = min(best, score(best[1].n_buckets, n_classes),
-                       key=lambda candidate: candidate[0])
-    return best[1], best[0]
+def _candidate_bits(tables: list[np.ndarray], extra_bits: list[int]) -> np.ndarray:
+    """Each candidate's estimated bits: the sum over its tables, plus its extra bits."""
+    sizes = [len(t) for t in tables]
+    per_table = _approx_table_bits(np.concatenate(tables).astype(np.int64))
+    starts = np.cumsum(sizes) - sizes
+    return np.add.reduceat(per_table, starts) + np.array(extra_bits)
 
 
 def lanes_for(payload_bytes: float, count: int) -> int:

@@ -80,11 +80,11 @@ def index_stream_cost(indices, shape: tuple[int, ...] | None, alphabet_size: int
         return float(head + (len(encode_varint(int(symbols[0]))) if symbols.size else 0))
     if coder == "huffman" or present > 1 << MAX_PRECISION:
         return head + _huffman_bytes(counts)
-    order0 = _rans_bytes(counts)
-    if coder == "ans":
-        return head + order0
-    contexts = estimate_ctx_bytes(symbols, alphabet_size, default_cols(symbols.size, shape))
-    return head + (order0 if contexts is None else contexts)
+    if coder == "ctx":
+        contexts = estimate_ctx_bytes(symbols, alphabet_size, default_cols(symbols.size, shape))
+        if contexts is not None:
+            return head + contexts
+    return head + _rans_bytes(counts)
 
 
 def _rans_bytes(counts: np.ndarray) -> float:
