@@ -275,7 +275,7 @@ def search_context_model(symbols: np.ndarray, alphabet_size: int,
 
 def _candidate_bits(tables: list[np.ndarray], extra_bits: list[int]) -> np.ndarray:
     """Each candidate's estimated bits: the sum over its tables, plus its extra bits."""
-    sizes = [len(t) for t in tables]
+    sizes = np.array([len(t) for t in tables], dtype=np.int64)
     per_table = _approx_table_bits(np.concatenate(tables).astype(np.int64))
     starts = np.cumsum(sizes) - sizes
     return np.add.reduceat(per_table, starts) + np.array(extra_bits)
