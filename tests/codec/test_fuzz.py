@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rdcompress.codec import PrunedTensor, QuantizedTensor, RawTensor, decode_rdz, encode_rdz
+from rdcompress.codec.grid import grid_values
 from rdcompress.codec.tensors import decode_tensor
 from rdcompress.errors import FormatError
 
@@ -25,13 +26,24 @@ FUZZ = settings(max_examples=_EXAMPLES or 60, deadline=None, derandomize=not _EX
 def tensor_lists(draw):
     tensors = []
     for index in range(draw(st.integers(0, 4))):
-        shape = tuple(draw(st.lists(st.integers(0, 7), min_size=0, max_size=3)))
+        shape = tuple(draw(st.lists(st.integers(0, 14), min_size=0, max_size=3)))
         numel = int(np.prod(shape, dtype=np.int64))
         seed = draw(st.integers(0, 2 ** 32 - 1))
         rng = np.random.default_rng(seed)
-        kind = draw(st.sampled_from(["raw", "quantized", "pruned"]))
+        kind = draw(st.sampled_from(["raw", "quantized", "pruned", "rows"]))
         dtype = draw(st.sampled_from(["float32", "float16", "float64"]))
         name = f"t{index}"
+        if kind == "rows":  # rows of two kinds: the context coder codes these with coder 4
+            rows, cols = draw(st.integers(8, 24)), draw(st.integers(16, 60))
+            k = draw(st.integers(3, 40))
+            wide = rng.integers(0, k, size=(rows, cols))
+            narrow = np.clip(k // 2 + rng.integers(-1, 2, size=(rows, cols)), 0, k - 1)
+            indices = np.where((np.arange(rows) % 3 == 0)[:, None], wide, narrow)
+            codebook = grid_values(0.125, -(k // 2), k, dtype) if draw(st.booleans()) else (
+                np.sort(rng.standard_normal(k)))
+            tensors.append(QuantizedTensor(name, (rows, cols), dtype, codebook,
+                                           indices.reshape(-1)))
+            continue
         if kind == "raw":
             tensors.append(RawTensor(name, rng.standard_normal(shape).astype(dtype)))
             continue
@@ -44,15 +56,21 @@ def tensor_lists(draw):
         dense = draw(st.booleans())
         kept = numel if dense else int(mask.sum())
         codebook = rng.standard_normal(k).astype(np.float64 if dtype == "float64" else np.float32)
+        if draw(st.booleans()):  # a uniform grid: stored compactly by the "ctx" writer
+            codebook = grid_values(float(np.float32(rng.uniform(1e-3, 1))),
+                                   int(rng.integers(-50, 50)), k, dtype)
         indices = rng.integers(0, k, size=kept) if draw(st.booleans()) else np.minimum(
             rng.geometric(0.5, size=kept) - 1, k - 1)
+        if draw(st.booleans()):  # rows of two kinds: the context coder's row classes pay
+            indices = np.where(np.arange(kept) % 14 < 7, indices, indices // 3)
         tensors.append(QuantizedTensor(name, shape, dtype, codebook, indices,
                                        None if dense else mask))
     return tensors
 
 
 @FUZZ
-@given(tensor_lists(), st.sampled_from(["ans", "huffman"]), st.sampled_from(["json", "deflate"]))
+@given(tensor_lists(), st.sampled_from(["ans", "huffman", "ctx"]),
+       st.sampled_from(["json", "deflate"]))
 def test_random_containers_roundtrip(tensors, coder, header_encoding):
     data, summary = encode_rdz(tensors, {"fuzz": True}, coder, header_encoding)
     assert summary.file_bytes == len(data)
@@ -62,9 +80,9 @@ def test_random_containers_roundtrip(tensors, coder, header_encoding):
 
 
 @FUZZ
-@given(tensor_lists(), st.data())
-def test_random_damage_is_a_format_error(tensors, data):
-    encoded, _ = encode_rdz(tensors, {}, "ans")
+@given(tensor_lists(), st.sampled_from(["ans", "ctx"]), st.data())
+def test_random_damage_is_a_format_error(tensors, coder, data):
+    encoded, _ = encode_rdz(tensors, {}, coder)
     operation = data.draw(st.sampled_from(["truncate", "flip", "insert"]))
     position = data.draw(st.integers(0, len(encoded) - 1))
     if operation == "truncate":
