@@ -381,3 +381,25 @@ def test_cost_estimate_agrees_with_the_encode(coder):
         assert abs(estimate - real) <= max(0.01 * real, 8), (rows, cols, k, estimate, real)
     assert index_stream_cost(np.full(9, 2), None, 3, coder) == len(
         encode_index_stream(np.full(9, 2), 3, coder))
+
+
+def test_hostile_tables_stay_within_the_memory_bound():
+    """32 contexts at precision 16 declared in ~150 bytes, decoded by the vector path: the
+    lookup tables (at most 32 x 2**16 int32 slots) stay within the corpus's memory bound."""
+    import tracemalloc
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from mutation_corpus import memory_bound
+
+    count, lanes = 4096, 64
+    table = bytes([16]) + encode_uint_table(np.array([1 << 15, 1 << 15]))
+    hostile = (encode_varint(64) + encode_varint(0) + bytes([8, 4]) + bytes(64 * 3 // 8)
+               + table * 32 + encode_varint(lanes) + (1 << 16).to_bytes(4, "little") * lanes)
+    tracemalloc.start()
+    try:
+        with pytest.raises(FormatError, match="payload ends|does not end"):
+            decode_ctx(ByteReader(hostile, "b"), count, 2)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < memory_bound(len(hostile) + 100), peak
