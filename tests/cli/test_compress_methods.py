@@ -38,7 +38,7 @@ def test_lowrank_clusters_without_quantized_storage_is_refused(tmp_path, capsys)
     argv = ["compress", *_model_file(tmp_path), "--method", "lowrank", "--rank", "4",
             "--clusters", "8", "-o", str(tmp_path / "x.rdz")]
     assert main(argv) == 2
-    assert "--factor-storage quantized" in capsys.readouterr().err
+    assert "--lowrank-storage quantized" in capsys.readouterr().err
     assert not (tmp_path / "x.rdz").exists()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -72,7 +73,7 @@ def test_prune_quantize_with_an_importance_file(net, tmp_path):
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--method", "prune"], "needs --ratio"),
+    (["--method", "prune"], "needs --keep"),
     (["--method", "quantize"], "needs --clusters"),
     (["--method", "quantize", "--ratio", "0.5", "--bits", "2"], "for pruning"),
     (["--method", "prune", "--ratio", "0.5", "--bits", "2"], "for quantization"),
@@ -83,3 +84,43 @@ def test_bad_arguments(net, tmp_path, argv, message):
     with pytest.raises(ConfigError, match=message):
         run(["tiny", *argv, "-o", str(tmp_path / "x.rdz")])
     assert not (tmp_path / "x.rdz").exists()
+
+
+def test_allocation_flags(net, tmp_path, capsys):
+    out, report = tmp_path / "a.rdz", tmp_path / "report.json"
+    run(["tiny", "--target-size", "1.2KB", "-o", str(out), "--report", str(report)])
+    assert 0 < out.stat().st_size <= 1200
+    printed = capsys.readouterr().out
+    assert "allocation at slope" in printed and "share" in printed
+    assert "layers" in json.loads(report.read_text())
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--method", "prune", "--keep", "0.5", "--target-ratio", "4"], "is a target for --method"),
+    (["--method", "allocate"], "needs a target"),
+    ([], "give --method"),
+    (["--target-ratio", "4", "--quantizer", "gptq"], "needs data"),
+    (["--max-kl", "0.01"], "needs data"),
+    (["--target-size", "10"], "smallest file"),
+])
+def test_bad_allocation_arguments(net, tmp_path, argv, message):
+    with pytest.raises(ConfigError, match=message):
+        run(["tiny", *argv, "-o", str(tmp_path / "x.rdz")])
+
+
+@pytest.mark.parametrize("text, value", [("150KB", 150_000), ("1.5MB", 1_500_000),
+                                         ("2KiB", 2048), ("1200", 1200), ("3 kb", 3000)])
+def test_sizes_parse(text, value):
+    from rdcompress.cli.compress import parse_size
+
+    assert parse_size(text) == value
+
+
+@pytest.mark.parametrize("text", ["abc", "0", "-5KB", "12XB", ""])
+def test_bad_sizes_are_refused(text):
+    import argparse
+
+    from rdcompress.cli.compress import parse_size
+
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_size(text)

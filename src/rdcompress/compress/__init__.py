@@ -2,10 +2,13 @@
 
 Methods (``registry.HANDLERS``): ``PruneConfig`` (greedy by I·w² + H·w⁴), ``QuantizeConfig``
 (per-layer importance-weighted codebooks), ``PruneQuantizeConfig`` (prune, then quantize the
-survivors). ``compress(model, config, importance)`` -> ``CompressedModel``; ``load(path)``.
+survivors), ``LowRankConfig``; ``AllocateConfig`` (a uniform grid per layer, the grids chosen at
+one rate–distortion slope to meet a file size or a measured output distortion).
+``compress(model, config, importance)`` -> ``CompressedModel``; ``load(path)``.
 """
 
 from rdcompress.compress._layers import LayerStats
+from rdcompress.compress.allocate import AllocateConfig
 from rdcompress.compress.api import CompressedModel, assemble, compress, load, select_layers
 from rdcompress.compress.compose import compose_weight, make_recipe, part_name
 from rdcompress.compress.prune import PruneConfig
@@ -14,7 +17,8 @@ from rdcompress.compress.quantize import ALGORITHMS, QuantizeConfig
 from rdcompress.compress.registry import HANDLERS, METHODS, config_from_dict, handler_for
 
 __all__ = [
-    "ALGORITHMS", "HANDLERS", "METHODS", "CompressedModel", "LayerStats", "PruneConfig",
-    "PruneQuantizeConfig", "QuantizeConfig", "assemble", "compose_weight", "compress",
-    "config_from_dict", "handler_for", "load", "make_recipe", "part_name", "select_layers",
+    "ALGORITHMS", "AllocateConfig", "CompressedModel", "HANDLERS", "LayerStats", "METHODS",
+    "PruneConfig", "PruneQuantizeConfig", "QuantizeConfig", "assemble", "compose_weight",
+    "compress", "config_from_dict", "handler_for", "load", "make_recipe", "part_name",
+    "select_layers",
 ]

@@ -19,13 +19,12 @@ import torch
 from torch import nn
 
 from rdcompress._io import state_dict_sha256
-from rdcompress.codec import RawTensor, RdzSummary, read_rdz, write_rdz
+from rdcompress.codec import CODERS, RawTensor, RdzSummary, read_rdz, write_rdz
 from rdcompress.compress._layers import DTYPE_NAMES, LayerInput, LayerResult, LayerStats
 from rdcompress.compress.compose import compose_state
-from rdcompress.compress.registry import handler_for
+from rdcompress.compress.context import Context, needs_of
+from rdcompress.compress.registry import MODEL_HANDLERS, handler_for
 from rdcompress.errors import ConfigError, ImportanceMismatchError, ModelError, NonFiniteError
-
-CODERS = ("ans", "huffman")
 
 
 @dataclass
@@ -37,6 +36,7 @@ class CompressedModel:
     layers: dict[str, LayerStats]  # compressed layers only
     coder: str = "ans"
     _state: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    report: dict | None = None  # what a model-level method reports (allocation: per layer)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """A NEW dict of the compressed weights, exactly what ``load`` will produce."""
@@ -55,9 +55,10 @@ class CompressedModel:
 def compress(
     model: nn.Module, config: Any, importance: Any = None, *, model_spec: dict | None = None,
     layers: list[str] | None = None, coder: str = "ans", model_metadata: dict | None = None,
-    layer_statistics: dict[str, dict] | None = None,
+    layer_statistics: dict[str, dict] | None = None, calibration: Any = None,
+    batch_fn: Any = None,
 ) -> CompressedModel:
-    """Compress ``model``'s layers by ``config`` (PruneConfig, QuantizeConfig, ...).
+    """Compress ``model``'s layers by ``config`` (PruneConfig, QuantizeConfig, AllocateConfig...).
 
     Args:
         importance: an ``rdcompress.importance.Importance`` of this model (names, shapes and
@@ -66,24 +67,40 @@ def compress(
             stored in the manifest so ``load(path)`` needs no model. None: ``load`` needs model=.
         layers: parameter names to compress; default every parameter with ndim >= 2 (the
             weights of Linear/Conv layers). Everything else in the state_dict is stored raw.
-        coder: entropy coder of the file, "ans" or "huffman".
+        coder: entropy coder of the file: "ans" (order-0 rANS), "huffman" or "ctx" (rANS with
+            context models of neighbouring indices; format version 3).
         model_metadata: extra JSON about the model (preprocessing, dataset) for the manifest.
         layer_statistics: per-parameter extras some methods need ({name: {key: tensor}}, e.g.
             input second moments for whitened low rank); handed to the handler on LayerInput.
+        calibration: held-out (inputs, labels) batches for methods that measure the model's
+            outputs (``AllocateConfig(max_kl=...)``); ``batch_fn`` reads other batch layouts.
     """
-    handler = handler_for(config)
+    model_handler = MODEL_HANDLERS.get(type(config))
+    handler = None if model_handler else handler_for(config)
     check_coder(coder)
+    missing = needs_of(config) - ({"calibration"} if calibration is not None else set())
+    if missing:
+        raise ConfigError(f"{type(config).__name__} with these settings needs "
+                          f"{', '.join(sorted(missing))}: pass calibration=<a DataLoader of "
+                          "held-out (inputs, labels) batches>")
     params = dict(model.named_parameters())
-    names = select_layers(params, layers)
+    names = select_layers(params, layers, vectors=bool(getattr(config, "include_vectors", False)))
     check_finite_state(model)
     weights_sha256 = state_dict_sha256(params)
     inputs = _layer_inputs(params, names, importance, weights_sha256)
     for layer in inputs:
         layer.statistics = dict((layer_statistics or {}).get(layer.name, {}))
-    results = handler(inputs, config)
     objective = "baseline" if importance is None else str(importance.objective)
-    return assemble(model, results, names, config=config, objective=objective,
-                    model_spec=model_spec, coder=coder, model_metadata=model_metadata)
+
+    def assemble_results(results: dict[str, LayerResult], used_config: Any) -> CompressedModel:
+        return assemble(model, results, names, config=used_config, objective=objective,
+                        model_spec=model_spec, coder=coder, model_metadata=model_metadata)
+
+    if model_handler is not None:
+        return model_handler(Context(model, inputs, objective, coder, assemble_results,
+                                     calibration, batch_fn), config)
+    assert handler is not None
+    return assemble_results(handler(inputs, config), config)
 
 
 def check_coder(coder: str) -> None:
@@ -233,9 +250,13 @@ def _factorized(module: nn.Module, manifest: dict, parts: dict[str, torch.Tensor
     return factorize_modules(module, factors) if factors else module
 
 
-def select_layers(params: dict[str, nn.Parameter], layers: list[str] | None) -> list[str]:
+def select_layers(params: dict[str, nn.Parameter], layers: list[str] | None,
+                  vectors: bool = False) -> list[str]:
+    """``layers`` checked, or by default every float parameter with ndim >= 2 (>= 1 with
+    ``vectors``: biases and normalization scales too)."""
     if layers is None:
-        names = [n for n, p in params.items() if p.ndim >= 2 and p.is_floating_point()]
+        names = [n for n, p in params.items()
+                 if p.ndim >= (1 if vectors else 2) and p.dtype in DTYPE_NAMES]
         if not names:
             raise ConfigError("the model has no parameter with ndim >= 2 to compress; pass "
                               "layers=[names] explicitly.")

@@ -8,10 +8,12 @@ from dataclasses import fields
 from typing import Any
 
 from rdcompress.compress._layers import LayerInput, LayerResult
+from rdcompress.compress.allocate import AllocateConfig
 from rdcompress.compress.lowrank import LowRankConfig, handle_lowrank
 from rdcompress.compress.prune import PruneConfig, handle_prune
 from rdcompress.compress.prune_quantize import PruneQuantizeConfig, handle_prune_quantize
 from rdcompress.compress.quantize import QuantizeConfig, handle_quantize
+from rdcompress.compress.target import handle_allocate
 from rdcompress.errors import ConfigError
 
 Handler = Callable[[list[LayerInput], Any], dict[str, LayerResult]]
@@ -22,7 +24,13 @@ HANDLERS: dict[type, Handler] = {
     PruneQuantizeConfig: handle_prune_quantize,
     LowRankConfig: handle_lowrank,
 }
+# Methods that need the whole model (measure the file or the outputs): handler(ctx, config)
+# -> CompressedModel, with a Context (compress/context.py).
+MODEL_HANDLERS: dict[type, Callable[[Any, Any], Any]] = {
+    AllocateConfig: handle_allocate,
+}
 METHODS: dict[str, type] = {
+    AllocateConfig.method: AllocateConfig,
     PruneConfig.method: PruneConfig,
     QuantizeConfig.method: QuantizeConfig,
     PruneQuantizeConfig.method: PruneQuantizeConfig,

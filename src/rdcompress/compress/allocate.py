@@ -1,0 +1,297 @@
+"""Compress to a target: one slope for every layer (the water-filling rule across a network).
+
+Every other method applies one setting to every layer. ``AllocateConfig`` instead gives each
+layer a menu of real candidates — its weights on a uniform grid ``step · Z`` at a range of steps,
+each quantized by importance-weighted entropy-constrained scalar quantization
+(``kernels.uniform``), each costed in the bytes the real coder writes for it (codebook and
+stream), with the predicted distortion Σ I (w − ŵ)² [+ H (w − ŵ)⁴]; storing the layer raw is
+always on the menu — and picks one candidate per layer at one common slope λ
+(``kernels.allocate``: the lower convex hulls, the Lagrangian path, a greedy finish), so that
+no byte could move between layers and buy less distortion.
+
+Targets (exactly one):
+- ``target_bytes`` / ``target_ratio``: the smallest predicted distortion whose whole ``.rdz``
+  file (headers, manifest, raw tensors, everything) is at most that many bytes, or at least that
+  many times smaller than the fp32 state_dict. Open loop: measured on the file only.
+- ``max_kl`` / ``max_accuracy_drop``: the smallest file whose MEASURED output distortion on the
+  calibration data, E_x KL(f_ŵ(x) ‖ f_w(x)) in nats or the top-1 accuracy drop in percentage
+  points, is within the budget: a bisection over the byte budget, each step a real forward pass
+  (closed loop; the prediction is only what orders the candidates).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import asdict, dataclass, field
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from rdcompress.codec import QuantizedTensor, RawTensor, entry_bytes
+from rdcompress.compress._layers import DTYPE_NAMES, LayerInput, LayerResult, layer_distortion
+from rdcompress.compress._layers import _stats as layer_stats
+from rdcompress.errors import ConfigError
+from rdcompress.kernels.allocate import METHODS as SEARCHES
+from rdcompress.kernels.allocate import Allocation, allocate_to_budget
+from rdcompress.kernels.gptq import gptq_factor, gptq_levels, output_error
+from rdcompress.kernels.uniform import ecsq_uniform, grid_step, reconstruct
+from rdcompress.progress import progress
+
+TARGETS = ("target_bytes", "target_ratio", "max_kl", "max_accuracy_drop")
+QUANTIZERS = ("round", "ecsq", "gptq")
+
+
+@dataclass
+class AllocateConfig:
+    """Compress every layer on its own uniform grid, the grids chosen at one R–D slope.
+
+    Give exactly one target: ``target_bytes`` (file bytes), ``target_ratio`` (fp32 bytes / file
+    bytes), ``max_kl`` (nats, measured on calibration data) or ``max_accuracy_drop``
+    (percentage points of top-1 accuracy on labelled calibration data).
+    """
+
+    target_bytes: int | None = None
+    target_ratio: float | None = None
+    max_kl: float | None = None
+    max_accuracy_drop: float | None = None
+    step_range: tuple[float, float] = (2.0 ** -7, 16.0)  # grid steps, × the layer's weight RMS
+    steps_per_octave: int = 2  # menu density: steps are step_range[0] · 2^(j / this)
+    quantizer: str = "round"  # "round" (nearest level), "ecsq" (entropy-constrained, by
+    #   rd_factors) or "gptq" (rounding with error compensation through the input second
+    #   moments of calibration data; needs calibration)
+    rd_factors: tuple[float, ...] = (0.3, 1.0)  # ecsq: λ = c · mean(I) · step² for each c
+    include_vectors: bool = True  # also allocate 1-D parameters (biases, norm scales), which
+    #   other methods store raw (with layers=None)
+    search: str = "greedy"  # kernels.allocate finish: "lagrangian", "greedy" or "exact"
+    max_iter: int = 8  # ECSQ alternations per candidate
+    bisection_steps: int = 10  # closed loop: forward passes at most, after the two ends
+
+    method: ClassVar[str] = "allocate"
+
+    def __post_init__(self) -> None:
+        given = [name for name in TARGETS if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ConfigError(f"give exactly one target of {', '.join(TARGETS)}; got "
+                              f"{given or 'none'}")
+        value = getattr(self, given[0])
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
+                value):
+            raise ConfigError(f"{given[0]}={value!r} must be a finite number")
+        if given[0] == "target_bytes" and not (isinstance(value, int) and value > 0):
+            raise ConfigError(f"target_bytes={value!r} must be a whole number of bytes > 0")
+        if given[0] == "target_ratio" and not value >= 1:
+            raise ConfigError(f"target_ratio={value!r} must be >= 1 (fp32 bytes / file bytes)")
+        if given[0] in ("max_kl", "max_accuracy_drop") and value < 0:
+            raise ConfigError(f"{given[0]}={value!r} is negative: no model, not even the "
+                              "original, measures below 0")
+        low, high = (float(x) for x in self.step_range)
+        if not (0 < low < high < math.inf):
+            raise ConfigError(f"step_range={self.step_range!r} must be two numbers "
+                              "0 < low < high")
+        self.step_range = (low, high)
+        if not (isinstance(self.steps_per_octave, int) and 1 <= self.steps_per_octave <= 16):
+            raise ConfigError(f"steps_per_octave={self.steps_per_octave!r} must be 1..16")
+        if self.quantizer not in QUANTIZERS:
+            raise ConfigError(f"quantizer={self.quantizer!r}; use one of {QUANTIZERS}")
+        self.rd_factors = tuple(float(c) for c in self.rd_factors)
+        if not self.rd_factors or not all(0 <= c < math.inf for c in self.rd_factors):
+            raise ConfigError(f"rd_factors={self.rd_factors!r} must be finite numbers >= 0")
+        if self.search not in SEARCHES:
+            raise ConfigError(f"search={self.search!r}; use one of {SEARCHES}")
+        for name in ("max_iter", "bisection_steps"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+                raise ConfigError(f"{name}={value!r} must be an integer >= 1")
+
+    @property
+    def target(self) -> tuple[str, float]:
+        """(name, value) of the one target given."""
+        name = next(n for n in TARGETS if getattr(self, n) is not None)
+        return name, float(getattr(self, name))
+
+    @property
+    def closed_loop(self) -> bool:
+        """True when the target is measured on calibration data (needs a loader)."""
+        return self.target[0] in ("max_kl", "max_accuracy_drop")
+
+    @property
+    def needs(self) -> set[str]:
+        """What compress() must be given: calibration data for a measured target."""
+        return {"calibration"} if self.closed_loop or self.quantizer == "gptq" else set()
+
+    def steps(self, rms: float) -> np.ndarray:
+        """The menu's grid steps for a layer whose weights have root mean square ``rms``."""
+        low, high = self.step_range
+        count = int(math.floor(math.log2(high / low) * self.steps_per_octave + 1e-9)) + 1
+        return rms * low * 2.0 ** (np.arange(count) / self.steps_per_octave)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["step_range"] = list(self.step_range)
+        out["rd_factors"] = list(self.rd_factors)
+        return {"method": self.method, **out}
+
+
+@dataclass
+class Candidate:
+    """One menu point of one layer: its grid, levels, coded bytes and predicted distortion."""
+
+    bytes: int
+    distortion: float
+    step: float | None = None  # None: the layer stored raw
+    lam: float = 0.0
+    levels: np.ndarray | None = field(default=None, repr=False)  # (numel,) int32
+
+    @property
+    def raw(self) -> bool:
+        return self.step is None
+
+
+def uniform_entry(layer: LayerInput, step: float, levels: np.ndarray) -> QuantizedTensor:
+    """The codec entry of ``layer`` stored as ``levels`` on the grid ``step · Z``."""
+    low = int(levels.min())
+    codebook = reconstruct(step, np.arange(low, int(levels.max()) + 1))
+    if layer.weight.dtype == torch.float64:
+        codebook = (np.float64(step) * np.arange(low, int(levels.max()) + 1)).astype(np.float64)
+    return QuantizedTensor(name=layer.name, shape=tuple(layer.weight.shape),
+                           dtype=DTYPE_NAMES[layer.weight.dtype], codebook=codebook,
+                           indices=levels - low)
+
+
+def layer_menu(layer: LayerInput, config: AllocateConfig, coder: str) -> list[Candidate]:
+    """Every candidate of ``layer``: the grid steps × ECSQ factors, and the raw layer."""
+    w = layer.weight.detach().to(torch.float64).reshape(-1).numpy()
+    I = layer.I.reshape(-1).numpy()
+    H = None if layer.H is None else layer.H.reshape(-1).numpy()
+    raw = RawTensor(layer.name, layer.weight.detach().cpu())
+    menu = [Candidate(entry_bytes(raw, coder), 0.0)]
+    rms = float(np.sqrt(np.mean(w * w))) if w.size else 0.0
+    if rms == 0.0:
+        return menu  # an all-zero layer: raw is exact, and a grid holds nothing less
+    top = float(np.abs(w).max())
+    seen: set[tuple[float, bytes]] = set()
+    for step in config.steps(rms):
+        step = grid_step(step)
+        if top / step >= 2 ** 15 - 1:
+            continue  # finer than a 16-bit grid: raw is as good and cheaper
+        for lam, levels, distortion in _quantize(layer, w, I, H, step, config):
+            key = (step, hashlib.blake2b(levels.tobytes(), digest_size=16).digest())
+            if key in seen:
+                continue  # the same levels reached by another factor
+            seen.add(key)
+            entry = uniform_entry(layer, step, levels)
+            menu.append(Candidate(entry_bytes(entry, coder), distortion, step, lam, levels))
+    return menu
+
+
+def _quantize(layer: LayerInput, w: np.ndarray, I: np.ndarray, H: np.ndarray | None,
+              step: float, config: AllocateConfig):
+    """(λ, (numel,) int32 levels, predicted distortion) for each variant at this step."""
+    moment = layer.statistics.get("input_moment")
+    if config.quantizer == "gptq" and moment is not None:
+        out = layer.weight.shape[0]
+        W2 = torch.from_numpy(w.reshape(out, -1))
+        if "gptq_factor" not in layer.statistics:  # depends on the moment only: once a layer
+            layer.statistics["gptq_factor"] = gptq_factor(moment)
+        levels = gptq_levels(W2, moment, step, factor=layer.statistics["gptq_factor"])
+        delta = W2 - torch.from_numpy(reconstruct(step, levels).astype(np.float64))
+        yield 0.0, levels.reshape(-1).astype(np.int32), output_error(
+            delta, moment, row_sensitivity(I.reshape(out, -1), moment))
+        return
+    factors = config.rd_factors if config.quantizer == "ecsq" else (0.0,)
+    mean_importance = float(I.mean()) + (0.0 if H is None else float(H.mean()) * step * step)
+    for factor in factors:
+        lam = factor * mean_importance * step * step
+        result = ecsq_uniform(w, I, step, lam, H=H, max_iter=config.max_iter, tol=1e-4)
+        yield lam, result.levels.astype(np.int32), result.distortion
+
+
+def row_sensitivity(I: np.ndarray, moment: torch.Tensor) -> torch.Tensor:
+    """g_r = Σ_j I_rj / tr(H): the output sensitivity of row r under I_rj ≈ g_r H_jj (K-FAC's
+    factorization of the diagonal importance), so that Σ_r g_r δ_rᵀ H δ_r extends the diagonal
+    objective Σ I δ² with the cross terms of correlated inputs."""
+    trace = float(torch.diagonal(moment).sum())
+    sums = torch.from_numpy(np.asarray(I, np.float64).sum(1))
+    return sums / trace if trace > 0 else torch.zeros_like(sums)
+
+
+def build_menus(layers: list[LayerInput], config: AllocateConfig,
+                coder: str) -> list[list[Candidate]]:
+    return [layer_menu(layer, config, coder)
+            for layer in progress(layers, desc="menus", total=len(layers))]
+
+
+def choose(menus: list[list[Candidate]], budget: float, config: AllocateConfig) -> Allocation:
+    """One candidate per layer with Σ bytes <= ``budget`` and the least predicted distortion."""
+    rates = [np.array([c.bytes for c in menu], dtype=np.float64) for menu in menus]
+    dists = [np.array([c.distortion for c in menu], dtype=np.float64) for menu in menus]
+    return allocate_to_budget(list(zip(rates, dists, strict=True)), budget,
+                              method=config.search)
+
+
+def layer_result(layer: LayerInput, candidate: Candidate) -> LayerResult:
+    """The LayerResult of ``layer`` stored as ``candidate`` (ŵ exactly as the file decodes)."""
+    if candidate.raw:
+        weight = layer.weight.detach().clone()
+        stats = layer_stats(layer, weight, weight.numel(), None, None)
+        return LayerResult(RawTensor(layer.name, weight), weight, stats)
+    assert candidate.levels is not None and candidate.step is not None
+    entry = uniform_entry(layer, candidate.step, candidate.levels.astype(np.int64))
+    from rdcompress.codec.tensors import decode_tensor, to_torch
+
+    w_hat = to_torch(decode_tensor(entry), entry.dtype).reshape(layer.weight.shape)
+    counts = np.bincount(entry.indices)
+    counts = counts[counts > 0]
+    bits = float(-(counts / counts.sum() * np.log2(counts / counts.sum())).sum())
+    stats = layer_stats(layer, w_hat, w_hat.numel(), int(entry.codebook.size), bits)
+    return LayerResult(entry, w_hat, stats)
+
+
+def weights_of(layers: list[LayerInput], menus: list[list[Candidate]],
+               choice: np.ndarray) -> dict[str, torch.Tensor]:
+    """{name: ŵ} for an allocation, without building codec entries (for closed-loop checks)."""
+    out = {}
+    for layer, menu, j in zip(layers, menus, choice, strict=True):
+        candidate = menu[int(j)]
+        if candidate.raw:
+            out[layer.name] = layer.weight
+        else:
+            assert candidate.levels is not None and candidate.step is not None
+            values = reconstruct(candidate.step, candidate.levels)
+            out[layer.name] = torch.from_numpy(values).to(layer.weight.dtype).reshape(
+                layer.weight.shape)
+    return out
+
+
+def allocation_rows(layers: list[LayerInput], menus: list[list[Candidate]],
+                    allocation: Allocation, file_bytes: dict[str, int]) -> list[dict]:
+    """Per layer: what was chosen, bits per weight, bytes, predicted distortion and its share."""
+    total = float(allocation.distortion) or 1.0
+    rows = []
+    for layer, menu, j in zip(layers, menus, allocation.choice, strict=True):
+        candidate = menu[int(j)]
+        numel = layer.weight.numel()
+        size = file_bytes.get(layer.name, candidate.bytes)
+        rows.append({
+            "layer": layer.name, "weights": numel,
+            "choice": "raw" if candidate.raw else "uniform",
+            "step": candidate.step, "levels": None if candidate.levels is None else int(
+                candidate.levels.max() - candidate.levels.min() + 1),
+            "ecsq_lambda": candidate.lam, "bytes": size, "bits_per_weight": 8 * size / numel,
+            "predicted_distortion": candidate.distortion,
+            "distortion_share": candidate.distortion / total,
+            "slope": allocation.slope,
+        })
+    return rows
+
+
+def check_distortion(layer: LayerInput, candidate: Candidate) -> float:
+    """Σ I (w − ŵ)² [+ H (w − ŵ)⁴] of ``candidate`` recomputed through torch (for tests)."""
+    if candidate.raw:
+        return 0.0
+    assert candidate.levels is not None and candidate.step is not None
+    w_hat = torch.from_numpy(reconstruct(candidate.step, candidate.levels).astype(np.float64))
+    return layer_distortion(layer, w_hat.reshape(layer.weight.shape))[0]
+

@@ -1,0 +1,198 @@
+"""The model-level handler of ``AllocateConfig``: fit a real file to a target, open or closed loop.
+
+Open loop (``target_bytes``, ``target_ratio``): the layers' byte budget is the target less the
+fixed part of the file (raw tensors, header, manifest), measured by encoding the file; if the
+encoded file still exceeds the target (the manifest's numbers vary with the choice), the budget
+is lowered by the excess and the allocation redone, so the file returned is never over target.
+
+Closed loop (``max_kl``, ``max_accuracy_drop``): a bisection on the layers' byte budget (in log
+scale) between the smallest menu and the raw model; each step allocates at that budget, loads
+the exact decoded weights into a copy of the model and measures the target quantity on the
+calibration data. The smallest budget measured within the target wins (the raw model, KL 0, is
+always within it). Every measured point is kept with its prediction (``report["trace"]``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from rdcompress.codec import encode_rdz, entry_bytes
+from rdcompress.compress.allocate import (
+    AllocateConfig,
+    allocation_rows,
+    build_menus,
+    choose,
+    layer_result,
+    weights_of,
+)
+from rdcompress.compress.context import Context
+from rdcompress.errors import ConfigError
+from rdcompress.kernels.allocate import Allocation
+
+_FIT_ATTEMPTS = 8
+
+
+def handle_allocate(ctx: Context, config: AllocateConfig) -> Any:
+    """Compress ``ctx``'s layers at one slope to meet ``config``'s target; a CompressedModel
+    whose ``report`` holds the per-layer allocation and, closed loop, the measured trace."""
+    if config.quantizer == "gptq":
+        _attach_moments(ctx)
+    menus = build_menus(ctx.layers, config, ctx.coder)
+    name, value = config.target
+    if not config.closed_loop:
+        state = ctx.model.state_dict()
+        original = sum(t.numel() * (4 if t.is_floating_point() else t.element_size())
+                       for t in state.values())
+        target = int(value) if name == "target_bytes" else int(math.floor(original / value))
+        compressed, allocation, size = _fit_file(ctx, config, menus, target, name, value)
+        report = _report(ctx, config, menus, allocation, compressed, size)
+        compressed.report = report
+        return compressed
+    trace: list[dict] = []
+    budget, allocation = _closed_loop(ctx, config, menus, trace)
+    compressed = _assemble(ctx, config, menus, allocation)
+    data, _ = encode_rdz(compressed.tensors, compressed.manifest, ctx.coder)
+    report = _report(ctx, config, menus, allocation, compressed, len(data))
+    report["trace"] = trace
+    report["measured"] = next(t for t in trace if t["budget"] == budget)
+    compressed.report = report
+    return compressed
+
+
+def _attach_moments(ctx: Context) -> None:
+    """Input second moments of the calibration data for every Linear/Conv2d layer compressed
+    (``layer.statistics["input_moment"]``) unless the caller gave them."""
+    from rdcompress.lowrank.moments import ROWS, collect_input_moments
+
+    modules = dict(ctx.model.named_modules())
+    names = [layer.name for layer in ctx.layers
+             if "input_moment" not in layer.statistics and layer.name.endswith(".weight")
+             and type(modules.get(layer.name.removesuffix(".weight"))) in ROWS]
+    if not names:
+        return
+    assert ctx.calibration is not None  # compress() checks needs first
+    moments = collect_input_moments(ctx.model, ctx.calibration, names=names,
+                                    batch_fn=ctx.batch_fn).moments()
+    for layer in ctx.layers:
+        if layer.name in moments:
+            layer.statistics["input_moment"] = moments[layer.name]
+
+
+def _assemble(ctx: Context, config: AllocateConfig, menus, allocation: Allocation) -> Any:
+    results = {layer.name: layer_result(layer, menu[int(j)])
+               for layer, menu, j in zip(ctx.layers, menus, allocation.choice, strict=True)}
+    return ctx.assemble(results, config)
+
+
+def _fit_file(ctx: Context, config: AllocateConfig, menus, target: int, name: str,
+              value: float) -> tuple[Any, Allocation, int]:
+    """The least-distortion allocation whose encoded file is <= ``target`` bytes."""
+    cheapest = choose(menus, float(sum(min(c.bytes for c in menu) for menu in menus)), config)
+    smallest_model = _assemble(ctx, config, menus, cheapest)
+    data, _ = encode_rdz(smallest_model.tensors, smallest_model.manifest, ctx.coder)
+    smallest = len(data)
+    if smallest > target:
+        what = f"{name}={value:g}" + (f" ({target} bytes)" if name == "target_ratio" else "")
+        raise ConfigError(
+            f"{what} is below the smallest file this model can be written to: {smallest} bytes "
+            f"(every layer at its coarsest grid, plus {smallest - int(cheapest.rate)} bytes of "
+            "raw tensors, header and manifest); ask for at least that many bytes"
+        )
+    fixed = smallest - float(cheapest.rate)
+    for _ in range(_FIT_ATTEMPTS):
+        allocation = choose(menus, max(target - fixed, cheapest.rate), config)
+        compressed = _assemble(ctx, config, menus, allocation)
+        data, _ = encode_rdz(compressed.tensors, compressed.manifest, ctx.coder)
+        if len(data) <= target:
+            return compressed, allocation, len(data)
+        fixed += len(data) - target  # the fixed part was larger than measured: shrink
+    raise ConfigError(f"could not fit the file into {target} bytes in {_FIT_ATTEMPTS} attempts "
+                      f"(last {len(data)} bytes); ask for a few more bytes")
+
+
+def _closed_loop(ctx: Context, config: AllocateConfig, menus,
+                 trace: list[dict]) -> tuple[float, Allocation]:
+    """Smallest byte budget whose allocation measures within the target on calibration data."""
+    from rdcompress.evaluate import classification_metrics, collect_outputs
+
+    name, value = config.target
+    assert ctx.calibration is not None  # compress() checks needs first
+    reference, labels = collect_outputs(ctx.model, ctx.calibration, batch_fn=ctx.batch_fn)
+    original_accuracy = float((reference.argmax(1) == labels).double().mean())
+    probe = copy.deepcopy(ctx.model)
+    params = dict(probe.named_parameters())
+
+    def measure(budget: float) -> tuple[bool, Allocation]:
+        allocation = choose(menus, budget, config)
+        with torch.no_grad():
+            for key, weight in weights_of(ctx.layers, menus, allocation.choice).items():
+                params[key].copy_(weight)
+        outputs, _ = collect_outputs(probe, ctx.calibration, batch_fn=ctx.batch_fn)
+        metrics = classification_metrics(outputs, labels, reference)
+        drop = 100.0 * (original_accuracy - float(metrics.accuracy or 0.0))
+        measured = float(metrics.kl or 0.0) if name == "max_kl" else drop
+        trace.append({
+            "budget": budget, "layer_bytes": float(allocation.rate),
+            "predicted_distortion": float(allocation.distortion),
+            "predicted_kl": _predicted_kl(ctx, allocation),
+            "measured_kl": metrics.kl, "accuracy": metrics.accuracy,
+            "original_accuracy": original_accuracy, "accuracy_drop": drop,
+        })
+        return measured <= value, allocation
+
+    low = float(sum(min(c.bytes for c in menu) for menu in menus))
+    high = float(sum(max(c.bytes for c in menu) for menu in menus))
+    ok, allocation = measure(low)
+    if ok:
+        return low, allocation
+    ok, best_allocation = measure(high)
+    if not ok:  # only a non-deterministic model can miss with every layer raw
+        raise ConfigError(f"{name}={value:g} is not met even with every layer stored raw "
+                          f"(measured {trace[-1]}); is the model deterministic in eval mode?")
+    best, lo, hi = high, low, high
+    for _ in range(config.bisection_steps):
+        mid = math.sqrt(lo * hi)
+        ok, allocation = measure(mid)
+        if ok:
+            hi, best, best_allocation = mid, mid, allocation
+        else:
+            lo = mid
+        if hi / lo < 1.002:
+            break
+    return best, best_allocation
+
+
+def _predicted_kl(ctx: Context, allocation: Allocation) -> float | None:
+    """½ Σ I (w − ŵ)²: the Fisher objective's second-order prediction of the KL (nats)."""
+    return 0.5 * float(allocation.distortion) if ctx.objective == "fisher" else None
+
+
+def _report(ctx: Context, config: AllocateConfig, menus, allocation: Allocation, compressed,
+            file_bytes: int) -> dict:
+    sizes = {entry.name: entry_bytes(entry, ctx.coder) for entry in compressed.tensors
+             if entry.name in compressed.layers}
+    name, value = config.target
+    original = int(compressed.manifest["original_bytes"])
+    return {
+        "target": {name: value}, "file_bytes": file_bytes, "ratio": original / file_bytes,
+        "original_bytes": original, "slope": float(allocation.slope),
+        "predicted_distortion": float(allocation.distortion),
+        "lower_bound": float(allocation.lower_bound), "search": allocation.method,
+        "predicted_kl": _predicted_kl(ctx, allocation),
+        "candidates": int(sum(len(menu) for menu in menus)),
+        "layers": allocation_rows(ctx.layers, menus, allocation, sizes),
+    }
+
+
+def spearman(x: list[float], y: list[float]) -> float:
+    """Rank correlation of two equally long lists (average ranks for ties)."""
+    from scipy.stats import spearmanr
+
+    if len(x) < 2:
+        return float("nan")
+    return float(spearmanr(np.asarray(x), np.asarray(y)).statistic)
