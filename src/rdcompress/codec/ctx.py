@@ -59,11 +59,13 @@ from rdcompress.errors import FormatError
 MAX_CLASSES = 8
 MAX_BUCKETS = 4
 MAX_LANES = 4096
-# The writer gives a lane ~1 KiB of payload (4 state bytes: ~0.4 %), as coder 3 does.
+# With many lanes the writer gives a lane ~1 KiB of payload (4 state bytes: ~0.4 %).
 _BYTES_PER_LANE = 1024
 # Below this many lanes a plain Python loop (~1 us a symbol) beats the per-step numpy
 # overhead (~20-30 us a step), measured on ResNet-20 layers.
 _SCALAR_BELOW_LANES = 32
+# The writer's rule: fewer lanes than this would not be decoded faster than one (lanes_for).
+_MIN_LANES = 32
 _CLASS_CHOICES = (1, 2, 4, 8)
 _BUCKET_CHOICES = (1, 2, 3)
 _SEARCH_BUCKETS = 3  # the finest left bucketing the writer considers
@@ -282,8 +284,14 @@ def _candidate_bits(tables: list[np.ndarray], extra_bits: list[int]) -> np.ndarr
 
 
 def lanes_for(payload_bytes: float, count: int) -> int:
-    """The lane count the writer uses for an estimated payload."""
-    return int(min(MAX_LANES, count, max(1, round(payload_bytes / _BYTES_PER_LANE))))
+    """The lane count the writer uses for an estimated payload: one lane while the payload
+    would give fewer lanes than the vector decoder needs to beat the scalar one (whose speed
+    does not depend on the lane count, while every lane costs 4 state bytes), else a lane per
+    ~1 KiB (states ~0.4 %), at most min(n, 4096)."""
+    lanes = round(payload_bytes / _BYTES_PER_LANE)
+    if lanes < _MIN_LANES:
+        return 1
+    return int(min(MAX_LANES, count, lanes))
 
 
 @dataclass

@@ -45,7 +45,7 @@ class TensorSummary:
     n_kept: int
     k: int | None  # codebook size (quantized only)
     position_method: str | None  # None when dense
-    index_coder: str | None  # "ans" | "huffman" | "constant" (quantized only)
+    index_coder: str | None  # "ctx" | "ans" | "huffman" | "constant" (quantized only)
     codebook_bytes: int = 0
     index_bytes: int = 0
     position_bytes: int = 0
