@@ -182,3 +182,21 @@ def test_gptq_measures_less_kl_than_rounding_at_equal_file_bytes(tmp_path):
         kls[quantizer] = evaluate(load(tmp_path / f"{quantizer}.rdz", model=model), data,
                                   reference=model).kl
     assert kls["gptq"] < kls["round"]
+
+
+def test_a_cache_reuses_the_menus_across_targets_with_identical_results(tmp_path):
+    model = mlp()
+    importance = fake_importance(model)
+    cache: dict = {}
+    first = compress(model, AllocateConfig(target_bytes=3000), importance, cache=cache)
+    assert len(cache) == 1
+    again = compress(model, AllocateConfig(target_bytes=3000), importance, cache=cache)
+    other = compress(model, AllocateConfig(target_bytes=5000), importance, cache=cache)
+    assert len(cache) == 1  # same menus: only the target differs
+    fresh = compress(model, AllocateConfig(target_bytes=5000), importance)
+    assert again.save(tmp_path / "a.rdz").file_bytes == first.save(tmp_path / "b.rdz").file_bytes
+    for name, tensor in fresh.state_dict().items():
+        assert torch.equal(other.state_dict()[name], tensor)
+    compress(model, AllocateConfig(target_bytes=3000, steps_per_octave=3), importance,
+             cache=cache)
+    assert len(cache) == 2  # other settings: other menus

@@ -56,7 +56,7 @@ def compress(
     model: nn.Module, config: Any, importance: Any = None, *, model_spec: dict | None = None,
     layers: list[str] | None = None, coder: str = "ans", model_metadata: dict | None = None,
     layer_statistics: dict[str, dict] | None = None, calibration: Any = None,
-    batch_fn: Any = None,
+    batch_fn: Any = None, cache: dict | None = None,
 ) -> CompressedModel:
     """Compress ``model``'s layers by ``config`` (PruneConfig, QuantizeConfig, AllocateConfig...).
 
@@ -74,6 +74,9 @@ def compress(
             input second moments for whitened low rank); handed to the handler on LayerInput.
         calibration: held-out (inputs, labels) batches for methods that measure the model's
             outputs (``AllocateConfig(max_kl=...)``); ``batch_fn`` reads other batch layouts.
+        cache: a dict to pass to several calls that differ only in their target: methods that
+            can reuse work keep it there (allocation: each layer's candidates, keyed by the
+            weights, importances, settings and coder they were computed from).
     """
     model_handler = MODEL_HANDLERS.get(type(config))
     handler = None if model_handler else handler_for(config)
@@ -98,7 +101,7 @@ def compress(
 
     if model_handler is not None:
         return model_handler(Context(model, inputs, objective, coder, assemble_results,
-                                     calibration, batch_fn), config)
+                                     calibration, batch_fn, cache), config)
     assert handler is not None
     return assemble_results(handler(inputs, config), config)
 

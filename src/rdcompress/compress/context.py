@@ -28,6 +28,7 @@ class Context:
     assemble: Callable[[dict[str, LayerResult], Any], Any]  # (results, config) -> CompressedModel
     calibration: Any = None  # a DataLoader of held-out (inputs, labels) batches
     batch_fn: Callable | None = None  # how to read a batch (rdcompress.batches.unpack_batch)
+    cache: dict | None = None  # the caller's dict for work reused across calls (or None)
 
 
 def needs_of(config: Any) -> set[str]:

@@ -15,6 +15,7 @@ always within it). Every measured point is kept with its prediction (``report["t
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 from typing import Any
 
@@ -23,6 +24,7 @@ import torch
 
 from rdcompress.codec import encode_rdz, entry_bytes
 from rdcompress.compress.allocate import (
+    TARGETS,
     AllocateConfig,
     allocation_rows,
     build_menus,
@@ -40,9 +42,7 @@ _FIT_ATTEMPTS = 8
 def handle_allocate(ctx: Context, config: AllocateConfig) -> Any:
     """Compress ``ctx``'s layers at one slope to meet ``config``'s target; a CompressedModel
     whose ``report`` holds the per-layer allocation and, closed loop, the measured trace."""
-    if config.quantizer == "gptq":
-        _attach_moments(ctx)
-    menus = build_menus(ctx.layers, config, ctx.coder)
+    menus = _menus(ctx, config)
     name, value = config.target
     if not config.closed_loop:
         state = ctx.model.state_dict()
@@ -62,6 +62,30 @@ def handle_allocate(ctx: Context, config: AllocateConfig) -> Any:
     report["measured"] = next(t for t in trace if t["budget"] == budget)
     compressed.report = report
     return compressed
+
+
+def _menus(ctx: Context, config: AllocateConfig) -> list:
+    """Every layer's candidates, from ``ctx.cache`` when an earlier call computed the same."""
+    key = None
+    if ctx.cache is not None:
+        digest = hashlib.blake2b(digest_size=20)
+        settings = {k: v for k, v in config.to_dict().items() if k not in TARGETS}
+        digest.update(repr((sorted(settings.items()), ctx.coder, ctx.objective,
+                            id(ctx.calibration) if config.quantizer == "gptq" else None)).encode())
+        for layer in ctx.layers:
+            digest.update(layer.name.encode())
+            for tensor in (layer.weight, layer.I, layer.H):
+                if tensor is not None:
+                    digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        key = ("allocate-menus", digest.hexdigest())
+        if key in ctx.cache:
+            return ctx.cache[key]
+    if config.quantizer == "gptq":
+        _attach_moments(ctx)
+    menus = build_menus(ctx.layers, config, ctx.coder)
+    if key is not None:
+        ctx.cache[key] = menus
+    return menus
 
 
 def _attach_moments(ctx: Context) -> None:
