@@ -98,7 +98,7 @@ def test_vector_and_scalar_paths_agree(monkeypatch):
     bodies = {}
     for name, threshold in (("vector", 1), ("scalar", 10 ** 9)):
         monkeypatch.setattr(ctx_module, "_SCALAR_BELOW_LANES", threshold)
-        bodies[name], _ = encode_ctx(indices, 16, 144)
+        bodies[name], _ = encode_ctx(indices, 16, [144])
     assert bodies["vector"] == bodies["scalar"]
     assert ctx_module._read_model(ByteReader(bodies["vector"], "t"), indices.size, 16)[1] > 50
     for threshold in (1, 10 ** 9):
@@ -313,7 +313,7 @@ def test_bad_ctx_bodies(data, message):
 def test_unused_context_is_refused(monkeypatch):
     """A symbol decoded in a context whose table is absent is refused (both decoders)."""
     indices = structured(16, 64, 8, seed=3).reshape(-1)
-    data, _ = encode_ctx(indices, 8, 64)
+    data, _ = encode_ctx(indices, 8, [64])
     model, _, _ = ctx_module._read_model(ByteReader(data, "b"), indices.size, 8)
     # Blank the table of the most used context: its precision byte becomes 0.
     contexts = contexts_of(indices, model, 1)
@@ -403,3 +403,24 @@ def test_hostile_tables_stay_within_the_memory_bound():
     finally:
         tracemalloc.stop()
     assert peak < memory_bound(len(hostile) + 100), peak
+
+
+def test_kernel_rows_are_chosen_when_kernels_differ():
+    """A conv weight whose kernels have their own scales (some all-zero): the writer picks a
+    row per kernel (cols = kh * kw) over a row per filter, and the file round-trips."""
+    rng = np.random.default_rng(8)
+    scale = rng.choice([0.0, 0.5, 2.5], size=(32, 16, 1, 1))
+    indices = np.clip(np.round(rng.laplace(size=(32, 16, 3, 3)) * scale) + 6, 0, 12)
+    indices = indices.astype(np.int64)
+    data = roundtrip(indices, 13)
+    assert data[0] == 4
+    reader = ByteReader(data, "s")
+    reader.read_u8(), reader.read_varint(), reader.read_varint()
+    model, _, _ = ctx_module._read_model(reader, indices.size, 13)
+    assert model.cols == 9 and model.n_classes > 1
+    from rdcompress.codec.ctx import candidate_cols
+
+    assert candidate_cols(indices.size, indices.shape) == (144, 9)
+    assert candidate_cols(indices.size, (32, 144)) == (144,)
+    assert candidate_cols(10, (10,)) == (10,)
+    assert candidate_cols(6, None) == (6,)

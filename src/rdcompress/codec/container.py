@@ -29,7 +29,7 @@ import numpy as np
 
 from rdcompress._io import atomic_write
 from rdcompress.codec._bytes import ByteReader
-from rdcompress.codec.ctx import default_cols
+from rdcompress.codec.ctx import candidate_cols
 from rdcompress.codec.grid import decode_grid, encode_grid, find_grid
 from rdcompress.codec.header import (
     BASE_VERSION,
@@ -193,7 +193,7 @@ def _encode_tensor(tensor: Tensor, coder: str) -> tuple[dict, list[bytes], str |
                 compact = encode_grid(*grid, tensor.codebook.size, tensor.dtype)
                 if len(compact) < len(codebook):
                     codebook, kind = compact, "g"
-        cols = default_cols(tensor.n_kept, tensor.shape if tensor.mask is None else None)
+        cols = candidate_cols(tensor.n_kept, tensor.shape if tensor.mask is None else None)
         stream = encode_stream(tensor.indices, tensor.codebook.size, coder, cols)
         sections = [codebook, stream]
         index_coder = _stream_coder_name(stream)

@@ -41,6 +41,7 @@ Body (after the stream's coder byte, n and k)::
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,9 +69,9 @@ _SCALAR_BELOW_LANES = 32
 _MIN_LANES = 32
 _CLASS_CHOICES = (1, 2, 4, 8)
 _BUCKET_CHOICES = (1, 2, 3)
-_SEARCH_BUCKETS = 3  # the finest left bucketing the writer considers
 _CLASS_ITERATIONS = 5
 _ROWS_PER_CLASS = 4  # R row classes need at least 4 R rows
+_GATHER_COLUMNS = 32  # rows up to this long: Lloyd gains by gathers, longer: by histograms
 _KEY_SHIFT = 17  # context c's slots live at keys [c << 17, c << 17 | 2**P)
 
 
@@ -109,69 +110,56 @@ def contexts_of(symbols: np.ndarray, model: ContextModel, lanes: int) -> np.ndar
 # ----------------------------------------------------------------------------- the writer's model
 
 
-def default_cols(count: int, shape: tuple[int, ...] | None) -> int:
-    """Row length for a stream of ``count`` symbols of a tensor of ``shape`` (dense streams:
-    numel / shape[0] for tensors of >= 2 dimensions; anything else is one row)."""
+def candidate_cols(count: int, shape: tuple[int, ...] | None) -> tuple[int, ...]:
+    """Row lengths the writer tries for ``count`` symbols of a tensor of ``shape``: for a dense
+    tensor of >= 2 dimensions a row per ``shape[0]`` slice (a conv filter, a Linear output)
+    and, with >= 3 dimensions, a row per ``shape[0] * shape[1]`` slice (a conv kernel, whose
+    per-kernel row classes pay on ResNet-20); anything else (1-D, the kept indices of pruned
+    tensors) is one row. Finer rows (a kernel's lines) were measured and almost never win."""
+    one_row = (max(count, 1),)
     if shape is None or len(shape) < 2 or count == 0:
-        return max(count, 1)
-    rows = int(shape[0])
-    if rows < 1 or count % rows or math.prod(int(d) for d in shape) != count:
-        return max(count, 1)
-    return count // rows
+        return one_row
+    dims = [int(d) for d in shape]
+    if math.prod(dims) != count:
+        return one_row
+    out = []
+    for start in range(1, min(3, len(dims))):
+        cols = math.prod(dims[start:])
+        if cols >= 2 and cols not in out:
+            out.append(cols)
+    return tuple(out) or one_row
 
 
-def _row_histograms(matrix: np.ndarray, alphabet_size: int, zero: int) -> np.ndarray:
-    """(rows, MAX_SEARCH_BUCKETS, k) counts of each symbol per row and left bucket."""
-    rows = matrix.shape[0]
+def _left_keys(matrix: np.ndarray, alphabet_size: int, zero: int, buckets: int) -> np.ndarray:
+    """(rows, cols) key of every symbol: left bucket * k + symbol, the left bucket being
+    min(|s_{i-1} - z|, B - 1), 0 at a row start (lane starts are ignored while searching)."""
     left = np.zeros_like(matrix)
-    left[:, 1:] = np.minimum(np.abs(matrix[:, :-1] - zero), _SEARCH_BUCKETS - 1)
-    flat = ((np.arange(rows)[:, None] * _SEARCH_BUCKETS + left) * alphabet_size
-            + matrix).reshape(-1)
-    return np.bincount(flat, minlength=rows * _SEARCH_BUCKETS * alphabet_size).reshape(
-        rows, _SEARCH_BUCKETS, alphabet_size)
+    left[:, 1:] = np.minimum(np.abs(matrix[:, :-1] - zero), buckets - 1)
+    return left * alphabet_size + matrix
 
 
-def _merge_buckets(histograms: np.ndarray, buckets: int) -> np.ndarray:
-    """Histograms over min(|left - z|, B - 1) from those over the finest bucketing."""
-    if buckets == _SEARCH_BUCKETS:
-        return histograms
-    head = histograms[:, :buckets - 1]
-    tail = histograms[:, buckets - 1:].sum(1, keepdims=True)
-    return np.concatenate([head, tail], axis=1)
-
-
-def _class_tables(flat: np.ndarray, classes: np.ndarray, n_classes: int,
-                  repeats: int = 1) -> np.ndarray:
-    """(R, B*k) sums of the rows' (rows, B*k) histograms per class; ``classes`` may list
-    ``repeats`` labelings of the same rows back to back."""
-    one_hot = (classes[None, :] == np.arange(n_classes)[:, None]).astype(flat.dtype)
-    return one_hot.reshape(n_classes, repeats, -1).sum(1) @ flat if repeats > 1 else (
-        one_hot @ flat)
-
-
-def _assign_classes(histograms: np.ndarray, class_counts: list[int],
-                    iterations: int) -> list[np.ndarray]:
-    """(rows,) classes for each R in ``class_counts``: start from the quantiles of each row's
-    mean symbol cost, then move every row to the class whose tables code it cheapest (Lloyd
-    iterations; all R at once, stacked as one set of sum(R) classes, as the arrays are small
-    and numpy's per-call cost is not)."""
-    rows = histograms.shape[0]
-    flat = histograms.reshape(rows, -1).astype(np.float64)  # (rows, B*k)
-    total = flat.sum(0)
-    global_cost = -np.log2((total + 0.5) / (total.sum() + 0.5 * len(total)))
-    mean_cost = (flat @ global_cost) / np.maximum(flat.sum(1), 1)
-    order = np.argsort(mean_cost, kind="stable")
+def _assign_classes(keys: np.ndarray, alphabet_size: int, buckets: int,
+                    class_counts: list[int], iterations: int) -> list[np.ndarray]:
+    """(rows,) classes for each R in ``class_counts`` over the (rows, cols) symbol keys: start
+    from the quantiles of each row's mean code length, then move every row to the class whose
+    tables code it cheapest (Lloyd iterations; all R at once as one set of sum(R) classes).
+    Everything is counted per symbol (bincount, gathers): no matrix product, whose BLAS threads
+    crawl on a busy machine, and no (rows, B*k) histograms for rows of a few symbols."""
+    rows, n_keys = keys.shape[0], buckets * alphabet_size
+    total = np.bincount(keys.reshape(-1), minlength=n_keys)
+    global_cost = -np.log2((total + 0.5) / (total.sum() + 0.5 * n_keys))
+    order = np.argsort(global_cost[keys].mean(1), kind="stable")
     offsets = np.cumsum(class_counts) - class_counts  # candidate c owns [offsets[c], +R_c)
+    n_labels = int(sum(class_counts))
     classes = np.empty((len(class_counts), rows), dtype=np.int64)
     for index, n_classes in enumerate(class_counts):
         classes[index, order] = np.arange(rows) * n_classes // rows
-    buckets, alphabet_size = histograms.shape[1:]
     for _ in range(iterations):
-        tables = _class_tables(flat, (classes + offsets[:, None]).reshape(-1),
-                               int(sum(class_counts)), repeats=len(class_counts))
-        tables = tables.reshape(-1, buckets, alphabet_size) + 0.02
-        log_p = np.log2(tables / tables.sum(2, keepdims=True)).reshape(len(tables), -1)
-        gains = flat @ log_p.T  # (rows, sum R): minus each row's bits under each class
+        labels = (classes + offsets[:, None])[:, :, None] * n_keys + keys[None]
+        tables = np.bincount(labels.reshape(-1), minlength=n_labels * n_keys).reshape(
+            n_labels, buckets, alphabet_size) + 0.02
+        log_p = np.log2(tables / tables.sum(2, keepdims=True)).reshape(n_labels, n_keys)
+        gains = _row_gains(np.ascontiguousarray(log_p.T), keys)  # (rows, sum R)
         updated = np.stack([np.argmax(gains[:, start:start + n_classes], axis=1)
                             for start, n_classes in zip(offsets, class_counts, strict=True)])
         if np.array_equal(updated, classes):
@@ -234,6 +222,22 @@ def _approx_table_bits(tables: np.ndarray) -> np.ndarray:
     return out
 
 
+def _row_gains(log_p_by_key: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """(rows, labels) sum over each row's symbols of log2 p(symbol | label), for (n_keys,
+    labels) ``log_p_by_key`` and (rows, cols) ``keys``: short rows accumulate one gather per
+    column; long rows contract their (rows, n_keys) histograms (einsum: no BLAS threads)."""
+    rows, cols = keys.shape
+    n_keys = log_p_by_key.shape[0]
+    if cols <= _GATHER_COLUMNS:
+        gains = log_p_by_key[keys[:, 0]]
+        for column in range(1, cols):
+            gains += log_p_by_key[keys[:, column]]
+        return gains
+    histograms = np.bincount((np.arange(rows)[:, None] * n_keys + keys).reshape(-1),
+                             minlength=rows * n_keys).reshape(rows, n_keys)
+    return np.einsum("rk,kl->rl", histograms.astype(np.float64), log_p_by_key)
+
+
 def search_context_model(symbols: np.ndarray, alphabet_size: int,
                          cols: int) -> tuple[ContextModel, float]:
     """The writer's model (R, B, classes) and its estimated bits (payload + tables + classes).
@@ -245,27 +249,28 @@ def search_context_model(symbols: np.ndarray, alphabet_size: int,
     matrix = symbols.reshape(-1, cols)
     rows = matrix.shape[0]
     zero = int(np.argmax(np.bincount(symbols, minlength=alphabet_size)))
-    finest = _row_histograms(matrix, alphabet_size, zero)
     # step 1: B with one class; each candidate's tables are its (B, k) totals
     bucket_choices = _BUCKET_CHOICES if cols > 1 else (1,)
-    merged = {b: _merge_buckets(finest, b) for b in bucket_choices}
+    keys = {b: _left_keys(matrix, alphabet_size, zero, b) for b in bucket_choices}
     candidates = [ContextModel(cols, zero, np.zeros(rows, dtype=np.int64), 1, b)
                   for b in bucket_choices]
-    tables = [merged[b].sum(0) for b in bucket_choices]
+    tables = [np.bincount(keys[b].reshape(-1), minlength=b * alphabet_size).reshape(
+        b, alphabet_size) for b in bucket_choices]
     costs = _candidate_bits(tables, [0] * len(tables))
     best = int(np.argmin(costs))
     chosen, bits = candidates[best], float(costs[best])
     # step 2: R > 1 with that B
     buckets = chosen.n_buckets
-    histograms = merged[buckets]
-    flat = histograms.reshape(rows, -1)
     counts = [r for r in _CLASS_CHOICES[1:] if r * _ROWS_PER_CLASS <= rows]
     candidates, tables, class_bits = [], [], []
-    for n_classes, classes in zip(counts, _assign_classes(histograms, counts,
-                                                          _CLASS_ITERATIONS) if counts else [],
-                                  strict=True):
+    assigned = _assign_classes(keys[buckets], alphabet_size, buckets, counts,
+                               _CLASS_ITERATIONS) if counts else []
+    n_keys = buckets * alphabet_size
+    for n_classes, classes in zip(counts, assigned, strict=True):
         candidates.append(ContextModel(cols, zero, classes, n_classes, buckets))
-        tables.append(_class_tables(flat, classes, n_classes).reshape(-1, alphabet_size))
+        labels = (classes[:, None] * n_keys + keys[buckets]).reshape(-1)
+        tables.append(np.bincount(labels, minlength=n_classes * n_keys).reshape(
+            -1, alphabet_size))
         class_bits.append(rows * (n_classes - 1).bit_length())
     if candidates:
         costs = _candidate_bits(tables, class_bits)
@@ -319,8 +324,15 @@ def _choose_table(counts: np.ndarray) -> tuple[int, np.ndarray]:
     return candidates[best], tables[best]
 
 
-def _plan(symbols: np.ndarray, alphabet_size: int, cols: int) -> _Plan:
-    model, _ = search_context_model(symbols, alphabet_size, cols)
+def _best_model(symbols: np.ndarray, alphabet_size: int,
+                cols_options: Sequence[int]) -> tuple[ContextModel, float]:
+    """The searched model of the row length whose model has the fewest estimated bits."""
+    found = [search_context_model(symbols, alphabet_size, cols) for cols in cols_options]
+    return min(found, key=lambda candidate: candidate[1])
+
+
+def _plan(symbols: np.ndarray, alphabet_size: int, cols_options: Sequence[int]) -> _Plan:
+    model, _ = _best_model(symbols, alphabet_size, cols_options)
     n_contexts = model.n_classes * model.n_buckets
     lanes = 1
     for _ in range(2):  # lanes change the contexts at lane starts: settle them once
@@ -354,31 +366,34 @@ def _head_bytes(plan: _Plan, count: int) -> bytes:
     return bytes(head + encode_varint(plan.lanes))
 
 
-def estimate_ctx_bytes(symbols: np.ndarray, alphabet_size: int, cols: int) -> float | None:
+def estimate_ctx_bytes(symbols: np.ndarray, alphabet_size: int,
+                       cols_options: Sequence[int]) -> float | None:
     """Body bytes of :func:`encode_ctx` estimated without running the coder or quantizing
     tables: the model search's ideal code length + estimated tables, the class bits, the fixed
     fields and 4 bytes a lane. None when the chosen model has one context (the writer then
     writes coder 3). tests/codec/test_ctx.py checks the agreement."""
     symbols = np.asarray(symbols, dtype=np.int64)
-    model, bits = search_context_model(symbols, alphabet_size, cols)
+    model, bits = _best_model(symbols, alphabet_size, cols_options)
     if model.n_classes * model.n_buckets == 1:
         return None
     payload = bits / 8
     lanes = lanes_for(payload, len(symbols))
-    fixed = 2 + len(encode_varint(cols)) + len(encode_varint(model.zero)) + len(
+    fixed = 2 + len(encode_varint(model.cols)) + len(encode_varint(model.zero)) + len(
         encode_varint(lanes))
     return payload + fixed + 4 * lanes
 
 
-def encode_ctx(symbols: np.ndarray, alphabet_size: int, cols: int) -> tuple[bytes, int]:
+def encode_ctx(symbols: np.ndarray, alphabet_size: int,
+               cols_options: Sequence[int]) -> tuple[bytes, int]:
     """Body of a coder-4 stream of >= 2 distinct symbols, and its number of contexts in use.
 
-    ``symbols`` (n,) in [0, k), ``cols`` divides n. A model with one context in use is what
-    coder 3 does more cheaply: then nothing is coded (empty body) and the caller writes
-    coder 3 instead.
+    ``symbols`` (n,) in [0, k); ``cols_options``: row lengths dividing n (the writer keeps
+    the one whose model has the fewest estimated bits; :func:`candidate_cols`). A model with
+    one context in use is what coder 3 does more cheaply: then nothing is coded (empty body)
+    and the caller writes coder 3 instead.
     """
     symbols = np.asarray(symbols, dtype=np.int64)
-    plan = _plan(symbols, alphabet_size, cols)
+    plan = _plan(symbols, alphabet_size, cols_options)
     contexts_used = int((plan.precisions > 0).sum())
     if contexts_used <= 1:
         return b"", contexts_used
@@ -669,5 +684,5 @@ def _decode_scalar(states, words, model, tables, count, where, alphabet_size):
     return np.array(out, dtype=np.int64), used, x
 
 
-__all__ = ["ContextModel", "contexts_of", "decode_ctx", "default_cols",
+__all__ = ["ContextModel", "candidate_cols", "contexts_of", "decode_ctx",
            "encode_ctx", "estimate_ctx_bytes", "lanes_for", "search_context_model"]

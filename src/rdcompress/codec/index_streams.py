@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from rdcompress.codec._bytes import ByteReader, encode_uint_table, encode_varint
-from rdcompress.codec.ctx import default_cols, estimate_ctx_bytes
+from rdcompress.codec.ctx import candidate_cols, estimate_ctx_bytes
 from rdcompress.codec.huffman import huffman_code_lengths
 from rdcompress.codec.rans import MAX_PRECISION, choose_model, lane_bits_for
 from rdcompress.codec.streams import CODERS, decode_stream, encode_stream
@@ -46,7 +46,7 @@ def encode_index_stream(indices, alphabet_size: int, coder: str = "ctx",
     """Integer indices in [0, k) (any shape; ``shape`` defaults to theirs) -> stream bytes,
     exactly the index section ``encode_rdz`` writes for a dense tensor of that shape."""
     symbols, shape = _checked(indices, shape, alphabet_size, coder)
-    return encode_stream(symbols, alphabet_size, coder, default_cols(symbols.size, shape))
+    return encode_stream(symbols, alphabet_size, coder, candidate_cols(symbols.size, shape))
 
 
 def decode_index_stream(data: bytes, shape: tuple[int, ...], alphabet_size: int) -> np.ndarray:
@@ -81,7 +81,8 @@ def index_stream_cost(indices, shape: tuple[int, ...] | None, alphabet_size: int
     if coder == "huffman" or present > 1 << MAX_PRECISION:
         return head + _huffman_bytes(counts)
     if coder == "ctx":
-        contexts = estimate_ctx_bytes(symbols, alphabet_size, default_cols(symbols.size, shape))
+        contexts = estimate_ctx_bytes(symbols, alphabet_size,
+                                      candidate_cols(symbols.size, shape))
         if contexts is not None:
             return head + contexts
     return head + _rans_bytes(counts)

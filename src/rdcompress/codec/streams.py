@@ -21,6 +21,8 @@ before anything is allocated or any decoder runs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from rdcompress.codec._bytes import ByteReader, encode_varint
@@ -38,12 +40,13 @@ CODERS = ("ans", "huffman", "ctx")
 
 
 def encode_stream(symbols: np.ndarray, alphabet_size: int, coder: str,
-                  cols: int | None = None) -> bytes:
+                  cols: int | Sequence[int] | None = None) -> bytes:
     """(n,) integer symbols in [0, alphabet_size) -> stream bytes.
 
-    ``coder`` "ctx" views the symbols as a (n // cols, cols) matrix (``cols`` must divide n;
-    None = one row) and writes coder 4, or coder 3 when its model would use one context only
-    (an order-0 model, which coder 3 stores more cheaply).
+    ``coder`` "ctx" views the symbols as a (n // cols, cols) matrix (``cols``: a row length, or
+    several to choose from, each dividing n; None = one row) and writes coder 4, or coder 3
+    when its model would use one context only (an order-0 model, which coder 3 stores more
+    cheaply).
     """
     if coder not in CODERS:
         raise ConfigError(f"coder={coder!r} is not supported; expected one of {list(CODERS)}")
@@ -62,10 +65,12 @@ def encode_stream(symbols: np.ndarray, alphabet_size: int, coder: str,
     if coder in ("ans", "ctx") and len(np.unique(symbols)) > 1 << MAX_PRECISION:
         coder = "huffman"  # the integer models have 2**16 slots: more symbols than that
     if coder == "ctx":
-        cols = symbols.size if cols is None else cols
-        if not 1 <= cols <= symbols.size or symbols.size % cols:
-            raise ConfigError(f"cols={cols} should divide the {symbols.size} symbols")
-        body, contexts_used = encode_ctx(symbols, alphabet_size, cols)
+        options = [symbols.size] if cols is None else [cols] if isinstance(cols, int) else list(
+            cols)
+        for option in options:
+            if not 1 <= option <= symbols.size or symbols.size % option:
+                raise ConfigError(f"cols={option} should divide the {symbols.size} symbols")
+        body, contexts_used = encode_ctx(symbols, alphabet_size, options)
         if contexts_used > 1:
             return bytes([CODER_IDS["ctx"]]) + head + body
         coder = "ans"
