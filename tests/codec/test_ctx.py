@@ -168,6 +168,9 @@ def test_container_roundtrip_with_ctx(tmp_path):
     for tensor, entry in zip(tensors, summary.tensors, strict=True):
         assert entry_bytes(tensor, "ctx") == entry.bytes
     assert "ctx" in summary.format_table()
+    from rdcompress.codec import inspect_rdz
+
+    assert inspect_rdz(tmp_path / "c.rdz").to_dict() == summary.to_dict()  # rdcompress info
 
 
 def test_files_without_version_3_features_stay_version_2():
