@@ -316,14 +316,44 @@ def rdcompress_point(case: Case, config: Any, importance: Any, coder: str, curve
                  {**config.to_dict(), "coder": coder, **parts})
 
 
-def allocate_points(case: Case, targets: list[int], args: argparse.Namespace,
-                    workdir: Path) -> list[Point]:
+class Recorder:
+    """Collects the points, prints each and rewrites codec.csv after each (a long run that is
+    stopped keeps what it measured)."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / "codec.csv"
+        self.points: list[Point] = []
+
+    def add(self, point: Point) -> None:
+        self.points.append(point)
+        print(_point_line(point), flush=True)
+        write_csv(self.path, [{**asdict(p), "extra": json.dumps(p.extra)} for p in self.points])
+
+    def of(self, model: str) -> list[Point]:
+        return [p for p in self.points if p.model == model]
+
+
+def allocate_points(case: Case, targets: list[int], args: argparse.Namespace, workdir: Path,
+                    recorder: Recorder) -> None:
     """``AllocateConfig(target_bytes=B)`` points at NNCodec's file sizes, once it exists."""
     allocate_config = getattr(rdcompress_api, "AllocateConfig", None)
-    if allocate_config is None:
-        print(f"# {case.name}: rdcompress.compress.AllocateConfig does not exist yet; "
-              "allocation points skipped")
-        return []
+    if allocate_config is None or args.skip_allocate:
+        print(f"# {case.name}: allocation points skipped (" + (
+            "--skip-allocate)" if allocate_config else
+            "rdcompress.compress.AllocateConfig does not exist yet)"))
+        return
+    for objective in args.importance:
+        importance = None if objective == "none" else _importance(case, objective, args)
+        for target in targets:
+            config = allocate_config(target_bytes=int(target))
+            recorder.add(rdcompress_point(case, config, importance, "ans",
+                                          f"rdcompress-allocate-{objective}", f"B={target}",
+                                          workdir / f"alloc-{target}.rdz"))
+
+
+def _importance(case: Case, objective: str, args: argparse.Namespace) -> Any:
+    """``objective`` importance of the original over the first validation images (a carve-out
+    of the training set, never the test images the accuracy is measured on)."""
     from rdcompress.importance import compute_importance
 
     source, weights, dataset_name = MODELS[case.name]
@@ -331,48 +361,44 @@ def allocate_points(case: Case, targets: list[int], args: argparse.Namespace,
     data = load_dataset(dataset_name, split="val", data_dir=str(args.data_dir))
     images, labels = dataset_tensors(data, args.importance_samples)
     loader = tensor_loader(loaded.preprocessing(images), labels, 250)
-    importance = compute_importance(case.module, loader, args.importance)
-    points = []
-    for target in targets:
-        config = allocate_config(target_bytes=int(target))
-        points.append(rdcompress_point(case, config, importance, "ans", "rdcompress-allocate",
-                                       f"target={target}", workdir / f"alloc-{target}.rdz"))
-    return points
+    importance, seconds = timed(lambda: compute_importance(case.module, loader, objective))
+    print(f"# {case.name}: {objective} importance on {len(labels)} val images in "
+          f"{seconds:.0f} s", flush=True)
+    return importance
 
 
-def codec_points(case: Case, codec: NNCodec, args: argparse.Namespace) -> list[Point]:
-    points: list[Point] = []
+def codec_points(case: Case, codec: NNCodec, args: argparse.Namespace,
+                 recorder: Recorder) -> list[Point]:
+    """Every curve of (b) for ``case``; returns its points (also in ``recorder``)."""
     with tempfile.TemporaryDirectory(prefix="vs-nncodec-") as tmp:
         workdir = Path(tmp)
         if codec.nnc is not None:
             for dq in (False, True):
                 for qp in args.qps or range(args.qp_start, args.qp_stop + 1, args.qp_step):
-                    points.append(nncodec_point(case, codec, qp, dq, workdir / f"{qp}-{dq}.nnc"))
-                    print(_point_line(points[-1]), flush=True)
-                    if not args.qps and 100 * (case.accuracy - points[-1].accuracy) > \
-                            args.stop_drop:
+                    point = nncodec_point(case, codec, qp, dq, workdir / f"{qp}-{dq}.nnc")
+                    recorder.add(point)
+                    if not args.qps and 100 * (case.accuracy - point.accuracy) > args.stop_drop:
                         break  # the default sweep ends where the accuracy has collapsed
         coders = ["ans"] + (["ctx"] if "ctx" in getattr(rdcodec, "CODERS", ()) else [])
         for coder in coders:
             for k in args.clusters:
                 config = QuantizeConfig(clusters=k, algorithm="optimal")
                 try:
-                    points.append(rdcompress_point(case, config, None, coder,
-                                                   f"rdcompress-optimal-{coder}", f"k={k}",
-                                                   workdir / f"k{k}.rdz"))
+                    point = rdcompress_point(case, config, None, coder,
+                                             f"rdcompress-optimal-{coder}", f"k={k}",
+                                             workdir / f"k{k}.rdz")
                 except Exception as error:  # a coder the file writer does not take yet
                     print(f"# {case.name}: coder {coder!r} failed: {error}; curve skipped")
                     break
-                print(_point_line(points[-1]), flush=True)
-        targets = sorted({p.file_bytes for p in points if p.curve == "nncodec+dq" and
-                          100 * (case.accuracy - p.accuracy) <= args.stop_drop})
+                recorder.add(point)
+        targets = sorted({p.file_bytes for p in recorder.of(case.name)
+                          if p.curve == "nncodec+dq"
+                          and 100 * (case.accuracy - p.accuracy) <= args.stop_drop})
         if len(targets) > args.allocate_points:  # evenly spaced in sorted order
             picks = np.linspace(0, len(targets) - 1, args.allocate_points).round().astype(int)
             targets = [targets[i] for i in sorted(set(picks.tolist()))]
-        for point in allocate_points(case, targets, args, workdir):
-            points.append(point)
-            print(_point_line(point), flush=True)
-    return points
+        allocate_points(case, targets, args, workdir, recorder)
+    return recorder.of(case.name)
 
 
 def _point_line(point: Point) -> str:
@@ -492,12 +518,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="QPs for (a), coding alone")
     parser.add_argument("--clusters", type=parse_ints,
                         default=parse_ints("4,5,6,8,10,12,16,24,32,48,64"))
-    parser.add_argument("--importance", default="fisher",
-                        help="importance objective for the AllocateConfig points")
+    parser.add_argument("--importance", type=lambda text: text.split(","),
+                        default=["none", "fisher"],
+                        help="importance objectives for the AllocateConfig curves, one curve "
+                        "each; 'none' is the baseline (I = 1) (default: none,fisher)")
     parser.add_argument("--importance-samples", type=int, default=2000,
                         help="validation images for that importance")
     parser.add_argument("--skip-coding", action="store_true", help="skip (a)")
     parser.add_argument("--skip-codec", action="store_true", help="skip (b)")
+    parser.add_argument("--skip-allocate", action="store_true", help="no AllocateConfig points")
     return parser.parse_args(argv)
 
 
@@ -510,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# NNCodec unavailable ({codec.why_missing}); run bash bench/nncodec_env.sh and "
               "use bench/.venv-nncodec/bin/python. Quoting its published figures instead.")
     coding: list[dict] = []
-    points: list[Point] = []
+    recorder = Recorder(args.out)
     summary: dict[str, Any] = {"settings": {k: str(v) if isinstance(v, Path) else v
                                             for k, v in vars(args).items()},
                                "nncodec": None if codec.nnc is None else _version("nncodec"),
@@ -531,8 +560,7 @@ def main(argv: list[str] | None = None) -> int:
             coding += rows
         if not args.skip_codec:
             print(f"\n(b) {name}: points")
-            mine = codec_points(case, codec, args)
-            points += mine
+            mine = codec_points(case, codec, args, recorder)
             info["best_ratios"] = print_codec_table(case, mine, published=True)
             plot(case, mine, args.out / f"{name}.png")
         if codec.nnc is None and name in PUBLISHED:
@@ -542,9 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     if coding:
         write_csv(args.out / "coding.csv", coding)
         written.append("coding.csv")
-    if points:
-        write_csv(args.out / "codec.csv", [{**asdict(p), "extra": json.dumps(p.extra)}
-                                           for p in points])
+    if recorder.points:
         written += ["codec.csv", *(f"{name}.png" for name in summary["models"])]
     summary["tolerances_points"] = TOLERANCES
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
