@@ -118,10 +118,21 @@ def test_contexts_match_the_definition():
         expected = []
         for i in range(60):
             left = 0
-            if i % 12 != 0 and i % segment != 0:
-                left = min(abs(int(symbols[i - 1]) - 3), 2)
+            if i % 12 != 0 and i % segment != 0:  # B = 3: is the neighbour 0, > 0, < 0
+                difference = int(symbols[i - 1]) - 3
+                left = 0 if difference == 0 else 1 if difference > 0 else 2
             expected.append(int(model.classes[i // 12]) * 3 + left)
         np.testing.assert_array_equal(contexts_of(symbols, model, lanes), expected)
+
+
+def test_left_bucket_folds_signs():
+    from rdcompress.codec.ctx import left_bucket
+
+    previous = np.arange(10)  # d = previous - z = -4 .. 5 with z = 4
+    assert left_bucket(previous, 4, 1).tolist() == [0] * 10
+    assert left_bucket(previous, 4, 2).tolist() == [1, 1, 1, 1, 0, 1, 1, 1, 1, 1]
+    assert left_bucket(previous, 4, 3).tolist() == [2, 2, 2, 2, 0, 1, 1, 1, 1, 1]
+    assert left_bucket(previous, 4, 4).tolist() == [3, 3, 3, 2, 0, 1, 3, 3, 3, 3]
 
 
 def test_many_lanes_with_uneven_segments(monkeypatch):
