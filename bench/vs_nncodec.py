@@ -56,6 +56,7 @@ import rdcompress.compress as rdcompress_api
 from rdcompress.codec import empirical_entropy_bits, encode_stream
 from rdcompress.compress import QuantizeConfig
 from rdcompress.data import load_dataset
+from rdcompress.errors import ConfigError
 from rdcompress.evaluate import collect_outputs
 from rdcompress.models import load_model
 from rdcompress.pipeline import dataset_tensors, tensor_loader
@@ -346,9 +347,14 @@ def allocate_points(case: Case, targets: list[int], args: argparse.Namespace, wo
         importance = None if objective == "none" else _importance(case, objective, args)
         for target in targets:
             config = allocate_config(target_bytes=int(target))
-            recorder.add(rdcompress_point(case, config, importance, "ans",
-                                          f"rdcompress-allocate-{objective}", f"B={target}",
-                                          workdir / f"alloc-{target}.rdz"))
+            try:
+                point = rdcompress_point(case, config, importance, "ans",
+                                         f"rdcompress-allocate-{objective}", f"B={target}",
+                                         workdir / f"alloc-{target}.rdz")
+            except ConfigError as error:  # e.g. a target below the smallest possible file
+                print(f"# {case.name}: AllocateConfig(target_bytes={target}) skipped: {error}")
+                continue
+            recorder.add(point)
 
 
 def _importance(case: Case, objective: str, args: argparse.Namespace) -> Any:
