@@ -97,6 +97,8 @@ def main() -> None:
     parser.add_argument("--calibration-samples", type=int, default=4096)
     parser.add_argument("--eval-limit", type=int, help="test samples, evenly spaced")
     parser.add_argument("--coder", default="ans")
+    parser.add_argument("--steps-per-octave", type=int, default=2)
+    parser.add_argument("--max-relative-distortion", type=float, default=0.5)
     parser.add_argument("--nncodec", help="codec.csv of a bench/vs_nncodec.py run")
     parser.add_argument("--nncodec-name", help="its model name (default: the zoo name)")
     parser.add_argument("-o", "--out", required=True)
@@ -149,7 +151,9 @@ def main() -> None:
         cache: dict = {}
         for ratio in [float(x) for x in args.ratios.split(",") if x]:
             start = time.perf_counter()
-            config = AllocateConfig(target_ratio=ratio, quantizer=quantizer)
+            config = AllocateConfig(target_ratio=ratio, quantizer=quantizer,
+                                    steps_per_octave=args.steps_per_octave,
+                                    max_relative_distortion=args.max_relative_distortion)
             try:
                 result = compress(model, config, importance, model_spec=loaded.spec,
                                   coder=args.coder, calibration=calibration, cache=cache)

@@ -200,3 +200,16 @@ def test_a_cache_reuses_the_menus_across_targets_with_identical_results(tmp_path
     compress(model, AllocateConfig(target_bytes=3000, steps_per_octave=3), importance,
              cache=cache)
     assert len(cache) == 2  # other settings: other menus
+
+
+def test_weights_of_zero_importance_are_not_moved_far():
+    """A weight whose sampled importance is 0 (a channel dead on the samples) stays near its
+    value: the importance floor and the nearest-level tie-break keep it off the grid's end."""
+    model = mlp()
+    importance = fake_importance(model)
+    importance.quadratic["2.weight"][:4] = 0.0  # four dead output rows
+    result = compress(model, AllocateConfig(target_bytes=9000), importance)
+    w, w_hat = model[2].weight.detach(), result.state_dict()["2.weight"]
+    step = next(r["step"] for r in result.report["layers"] if r["layer"] == "2.weight")
+    assert step is not None
+    assert (w[:4] - w_hat[:4]).abs().max() <= (w[:4].abs().max() + step)  # never beyond zero

@@ -15,7 +15,7 @@ from rdcompress.kernels.uniform import (
 
 
 def brute_assign(w, I, step, rate, low, lam, H=None):
-    """Every level scored for every weight; ties: cheaper rate, then lower level."""
+    """Every level scored for every weight; ties: cheaper rate, then nearer, then lower."""
     levels = np.arange(low, low + rate.size)
     ok = np.isfinite(rate)
     levels, rate = levels[ok], rate[ok]
@@ -24,7 +24,8 @@ def brute_assign(w, I, step, rate, low, lam, H=None):
     for i in range(w.size):
         d2 = (w[i] - values) ** 2
         cost = I[i] * d2 + (0 if H is None else H[i] * d2 * d2) + lam * rate
-        best = min(range(levels.size), key=lambda j: (cost[j], rate[j], levels[j]))
+        best = min(range(levels.size),
+                   key=lambda j: (cost[j], rate[j], abs(w[i] - values[j]), levels[j]))
         out[i] = levels[best]
     return out
 
@@ -52,8 +53,12 @@ def test_lambda_zero_is_rounding_and_zero_importance_goes_to_the_mode():
     w = np.array([0.04, 0.26, -0.74, 1.01, 0.9, 0.3])
     I = np.array([1.0, 1.0, 1.0, 1.0, 0.0, 1.0])
     result = ecsq_uniform(w, I, 0.5)
-    # nearest levels 0, 1, -1, 2, (I=0: the most probable level), 1
-    np.testing.assert_array_equal(result.levels, [0, 1, -1, 2, 1, 1])
+    # nearest levels 0, 1, -1, 2, (I=0: among the most probable levels 1 and 2, the nearer), 1
+    np.testing.assert_array_equal(result.levels, [0, 1, -1, 2, 2, 1])
+    # zero importance everywhere, all levels equally likely: the nearest level, never the first
+    # (lowest) one, which the old tie-break sent every weight of importance 0 to
+    result = ecsq_uniform(np.array([-2.0, 0.1, 0.2, 0.05]), np.zeros(4), 0.1)
+    np.testing.assert_array_equal(result.levels, [-20, 1, 2, 0])
     assert result.converged
 
 

@@ -62,6 +62,13 @@ class AllocateConfig:
     #   rd_factors) or "gptq" (rounding with error compensation through the input second
     #   moments of calibration data; needs calibration)
     rd_factors: tuple[float, ...] = (0.3, 1.0)  # ecsq: λ = c · mean(I) · step² for each c
+    max_relative_distortion: float = 0.5  # trust region of the quadratic prediction: no
+    #   candidate may lose more than this fraction of its layer's Σ I w² (what zeroing it
+    #   would lose); far outside it the prediction is worthless (a layer nearly zeroed "costs"
+    #   little by Σ I δ² and destroys the model)
+    importance_floor: float = 1e-3  # I below this × the layer's mean I is raised to it: an
+    #   importance of 0 estimated on samples means "not seen to matter", and a weight moved
+    #   far for free can matter on other inputs (e.g. it revives a channel dead on the samples)
     include_vectors: bool = True  # also allocate 1-D parameters (biases, norm scales), which
     #   other methods store raw (with layers=None)
     search: str = "greedy"  # kernels.allocate finish: "lagrangian", "greedy" or "exact"
@@ -98,6 +105,13 @@ class AllocateConfig:
         self.rd_factors = tuple(float(c) for c in self.rd_factors)
         if not self.rd_factors or not all(0 <= c < math.inf for c in self.rd_factors):
             raise ConfigError(f"rd_factors={self.rd_factors!r} must be finite numbers >= 0")
+        if not (isinstance(self.importance_floor, (int, float))
+                and 0 <= self.importance_floor < 1):
+            raise ConfigError(f"importance_floor={self.importance_floor!r} must be in [0, 1)")
+        if not (isinstance(self.max_relative_distortion, (int, float))
+                and 0 < self.max_relative_distortion <= 1):
+            raise ConfigError(f"max_relative_distortion={self.max_relative_distortion!r} must be "
+                              "in (0, 1]")
         if self.search not in SEARCHES:
             raise ConfigError(f"search={self.search!r}; use one of {SEARCHES}")
         for name in ("max_iter", "bisection_steps"):
@@ -163,7 +177,7 @@ def uniform_entry(layer: LayerInput, step: float, levels: np.ndarray) -> Quantiz
 def layer_menu(layer: LayerInput, config: AllocateConfig, coder: str) -> list[Candidate]:
     """Every candidate of ``layer``: the grid steps × ECSQ factors, and the raw layer."""
     w = layer.weight.detach().to(torch.float64).reshape(-1).numpy()
-    I = layer.I.reshape(-1).numpy()
+    I = importance_floor(layer.I.reshape(-1).numpy(), config.importance_floor)
     H = None if layer.H is None else layer.H.reshape(-1).numpy()
     raw = RawTensor(layer.name, layer.weight.detach().cpu())
     menu = [Candidate(entry_bytes(raw, coder), 0.0)]
@@ -176,7 +190,9 @@ def layer_menu(layer: LayerInput, config: AllocateConfig, coder: str) -> list[Ca
         step = grid_step(step)
         if top / step >= 2 ** 15 - 1:
             continue  # finer than a 16-bit grid: raw is as good and cheaper
-        for lam, levels, distortion in _quantize(layer, w, I, H, step, config):
+        for lam, levels, distortion, zero in _quantize(layer, w, I, H, step, config):
+            if distortion > config.max_relative_distortion * zero:
+                continue  # outside the trust region of the prediction
             key = (step, hashlib.blake2b(levels.tobytes(), digest_size=16).digest())
             if key in seen:
                 continue  # the same levels reached by another factor
@@ -186,9 +202,16 @@ def layer_menu(layer: LayerInput, config: AllocateConfig, coder: str) -> list[Ca
     return menu
 
 
+def importance_floor(I: np.ndarray, fraction: float) -> np.ndarray:
+    """I with every value below ``fraction`` × mean(I) raised to it (a copy)."""
+    mean = float(I.mean()) if I.size else 0.0
+    return np.maximum(I, fraction * mean) if mean > 0 else I.copy()
+
+
 def _quantize(layer: LayerInput, w: np.ndarray, I: np.ndarray, H: np.ndarray | None,
               step: float, config: AllocateConfig):
-    """(λ, (numel,) int32 levels, predicted distortion) for each variant at this step."""
+    """(λ, (numel,) int32 levels, predicted distortion, the distortion of ŵ = 0) for each
+    variant at this step."""
     moment = layer.statistics.get("input_moment")
     if config.quantizer == "gptq" and moment is not None:
         out = layer.weight.shape[0]
@@ -197,15 +220,17 @@ def _quantize(layer: LayerInput, w: np.ndarray, I: np.ndarray, H: np.ndarray | N
             layer.statistics["gptq_factor"] = gptq_factor(moment)
         levels = gptq_levels(W2, moment, step, factor=layer.statistics["gptq_factor"])
         delta = W2 - torch.from_numpy(reconstruct(step, levels).astype(np.float64))
-        yield 0.0, levels.reshape(-1).astype(np.int32), output_error(
-            delta, moment, row_sensitivity(I.reshape(out, -1), moment))
+        rows = row_sensitivity(I.reshape(out, -1), moment)
+        yield (0.0, levels.reshape(-1).astype(np.int32), output_error(delta, moment, rows),
+               output_error(W2, moment, rows))
         return
+    zero = float((I * w * w).sum() + (0.0 if H is None else (H * w ** 4).sum()))
     factors = config.rd_factors if config.quantizer == "ecsq" else (0.0,)
     mean_importance = float(I.mean()) + (0.0 if H is None else float(H.mean()) * step * step)
     for factor in factors:
         lam = factor * mean_importance * step * step
         result = ecsq_uniform(w, I, step, lam, H=H, max_iter=config.max_iter, tol=1e-4)
-        yield lam, result.levels.astype(np.int32), result.distortion
+        yield lam, result.levels.astype(np.int32), result.distortion, zero
 
 
 def row_sensitivity(I: np.ndarray, moment: torch.Tensor) -> torch.Tensor:

@@ -124,17 +124,21 @@ def _fit_file(ctx: Context, config: AllocateConfig, menus, target: int, name: st
         what = f"{name}={value:g}" + (f" ({target} bytes)" if name == "target_ratio" else "")
         raise ConfigError(
             f"{what} is below the smallest file this model can be written to: {smallest} bytes "
-            f"(every layer at its coarsest grid, plus {smallest - int(cheapest.rate)} bytes of "
-            "raw tensors, header and manifest); ask for at least that many bytes"
+            f"(every layer at its coarsest grid within max_relative_distortion="
+            f"{config.max_relative_distortion:g}, plus {smallest - int(cheapest.rate)} bytes of raw "
+            "tensors, header and manifest); ask for at least that many bytes, or raise "
+            "max_relative_distortion to offer coarser grids"
         )
     fixed = smallest - float(cheapest.rate)
-    for _ in range(_FIT_ATTEMPTS):
+    for attempt in range(_FIT_ATTEMPTS):
         allocation = choose(menus, max(target - fixed, cheapest.rate), config)
         compressed = _assemble(ctx, config, menus, allocation)
         data, _ = encode_rdz(compressed.tensors, compressed.manifest, ctx.coder)
         if len(data) <= target:
             return compressed, allocation, len(data)
-        fixed += len(data) - target  # the fixed part was larger than measured: shrink
+        # The fixed part was larger than measured (the manifest's numbers change with the
+        # choice): shrink the layers' budget by the excess, doubling it on every retry.
+        fixed += (len(data) - target) * 2 ** attempt
     raise ConfigError(f"could not fit the file into {target} bytes in {_FIT_ATTEMPTS} attempts "
                       f"(last {len(data)} bytes); ask for a few more bytes")
 

@@ -12,6 +12,7 @@ order-0 entropy coder pays. It alternates the two exact steps of entropy-constra
 
 1. given p, every weight takes its exact argmin over ALL used levels (ties: the cheaper level),
 2. given q, p = counts / n (levels that fall out of use never return: their rate is infinite).
+   Ties in step 1 go to the cheaper level, then to the nearer one.
 
 Neither step increases J, so J decreases monotonically to a fixed point. λ = 0 is rounding to
 the nearest level, except that a weight of importance 0 goes to the most probable level, which
@@ -91,7 +92,8 @@ def assign_levels(w: np.ndarray, I: np.ndarray, step: float, rate_bits: np.ndarr
     """Exact per-weight argmin_q I (w − ŵ_q)² [+ H (w − ŵ_q)⁴] + λ · rate_bits[q − low].
 
     ``rate_bits`` (K,) is the cost in bits of levels low .. low+K−1 (inf = unavailable; at least
-    one finite). Ties go to the cheaper level, then the lower one. Returns (n,) int64 levels.
+    one finite). Ties go to the cheaper level, then the nearer, then the lower one. Returns (n,)
+    int64 levels.
     """
     w, I = np.asarray(w, np.float64), np.asarray(I, np.float64)
     rate = np.asarray(rate_bits, np.float64)
@@ -136,9 +138,12 @@ def assign_levels(w: np.ndarray, I: np.ndarray, step: float, rate_bits: np.ndarr
                               None if H is None else H[idx, None], values[cand])
             cand_rate = avail_rate[cand]
             cost = cost + lam * cand_rate
-            # Exact ties go to the cheaper level, then (argmin's first) the lower one.
-            tied = np.where(cost == cost.min(axis=1, keepdims=True), cand_rate, np.inf)
-            best[idx] = cand[np.arange(idx.size), np.argmin(tied, axis=1)]
+            # Exact ties go to the cheaper level, then the nearer one, then the lower one.
+            tied = cost == cost.min(axis=1, keepdims=True)
+            tied_rate = np.where(tied, cand_rate, np.inf)
+            tied &= tied_rate == tied_rate.min(axis=1, keepdims=True)
+            gap = np.where(tied, np.abs(w[idx, None] - values[cand]), np.inf)
+            best[idx] = cand[np.arange(idx.size), np.argmin(gap, axis=1)]
     return avail[best].astype(np.int64)
 
 
