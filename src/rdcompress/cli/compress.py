@@ -29,13 +29,17 @@ OBJECTIVE_CHOICES = ("baseline", "fisher", "fisher-mc", "output", "gradient", "h
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "compress", help="prune, quantize or factorize a model into a .rdz file",
+        "compress",
+        help="compress a model into a .rdz file: by a method, or to a target size or distortion",
         description="Compress MODEL by the rate-distortion objective Σ I (w − ŵ)² (+ H (w − ŵ)⁴): "
         "prune the weights of smallest score I·w² (paper §5.3, §6), quantize each layer to k "
         "importance-weighted centroids (weighted k-means, quartic k-means, the exact DP "
         "optimum, or entropy-constrained), or both; factorize W ≈ A·B (low rank, ranks chosen by "
         "the objective); or compress by randomized greedy pruning / stochastic rounding scored "
-        "on the loss of --data (greedy-*). The importance I comes from --importance "
+        "on the loss of --data (greedy-*); or, given a target (--target-size, --target-ratio, "
+        "--max-kl, --max-accuracy-drop), put every parameter on its own uniform grid, the grids "
+        "chosen at one rate-distortion slope so that the file meets the target (allocate). The "
+        "importance I comes from --importance "
         "(see 'rdcompress importance') or is computed on --data for --objective. Prints a "
         "per-layer table and the file's compression ratio.",
         epilog="examples:\n"

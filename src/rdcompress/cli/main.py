@@ -38,8 +38,9 @@ COMMANDS: dict[str, Command] = {
                         "rdcompress.cli.evaluate"),
     "importance": Command("compute per-weight importance on calibration data",
                           "rdcompress.cli.importance"),
-    "compress": Command("prune, quantize or factorize a model into a .rdz file",
-                        "rdcompress.cli.compress"),
+    "compress": Command(
+        "compress a model into a .rdz file: by a method, or to a target size or distortion",
+        "rdcompress.cli.compress"),
     "decompress": Command("decode a .rdz file into a .safetensors file",
                           "rdcompress.cli.decompress"),
     "info": Command("per-layer table of a .rdz file: bits/weight, bytes, entropy, ratios",

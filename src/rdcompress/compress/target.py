@@ -83,7 +83,7 @@ def _menus(ctx: Context, config: AllocateConfig) -> list:
     if config.quantizer == "gptq":
         _attach_moments(ctx)
     menus = build_menus(ctx.layers, config, ctx.coder)
-    if key is not None:
+    if key is not None and ctx.cache is not None:
         ctx.cache[key] = menus
     return menus
 
@@ -125,8 +125,8 @@ def _fit_file(ctx: Context, config: AllocateConfig, menus, target: int, name: st
         raise ConfigError(
             f"{what} is below the smallest file this model can be written to: {smallest} bytes "
             f"(every layer at its coarsest grid within max_relative_distortion="
-            f"{config.max_relative_distortion:g}, plus {smallest - int(cheapest.rate)} bytes of raw "
-            "tensors, header and manifest); ask for at least that many bytes, or raise "
+            f"{config.max_relative_distortion:g}, plus {smallest - int(cheapest.rate)} bytes of "
+            "raw tensors, header and manifest); ask for at least that many bytes, or raise "
             "max_relative_distortion to offer coarser grids"
         )
     fixed = smallest - float(cheapest.rate)
