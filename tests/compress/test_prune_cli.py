@@ -88,7 +88,7 @@ def test_cli_structured_global(net, tmp_path, capsys):
     (["--method", "prune+quantize", "--ratio", "0.1", "--clusters", "8"],
      r"layer '0\.weight' \(4 weights\).*choose k <= 4"),
     # kept ratio outside (0, 1]
-    (["--method", "prune", "--ratio", "1.5"], r"--ratio 1\.5 is outside \(0, 1\]"),
+    (["--method", "prune", "--ratio", "1.5"], r"--keep 1\.5 is outside \(0, 1\]"),
     (["--method", "prune", "--ratio", "-0.2"], "is outside"),
     (["--method", "prune", "--ratio", "nan"], "is outside"),
     (["--method", "prune+quantize", "--ratio", "0", "--bits", "2"], "is outside"),
