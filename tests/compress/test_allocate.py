@@ -7,6 +7,7 @@ import itertools
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -22,6 +23,7 @@ from rdcompress.compress.allocate import build_menus, choose, layer_menu  # noqa
 from rdcompress.compress.api import _layer_inputs, select_layers  # noqa: E402
 from rdcompress.errors import ConfigError  # noqa: E402
 from rdcompress.evaluate import evaluate  # noqa: E402
+from rdcompress.kernels.uniform import reconstruct  # noqa: E402
 
 
 def mlp(seed: int = 0) -> nn.Module:
@@ -109,13 +111,15 @@ def test_every_menu_offers_the_raw_layer_and_predicts_its_own_distortion():
     importance = fake_importance(model)
     params = dict(model.named_parameters())
     layer = _layer_inputs(params, ["0.weight"], importance, importance.weights_sha256)[0]
-    menu = layer_menu(layer, AllocateConfig(target_ratio=4), "ans")
+    menu = layer_menu(layer, AllocateConfig(target_ratio=4, importance_floor=0.0), "ans")
     assert menu[0].raw and menu[0].distortion == 0.0 and menu[0].bytes == 12 * 48 * 4
-    from rdcompress.compress.allocate import check_distortion
-
+    w = layer.weight.to(torch.float64)
     for candidate in menu[1:]:
-        assert candidate.distortion == pytest.approx(check_distortion(layer, candidate),
-                                                     rel=1e-9)
+        w_hat = reconstruct(candidate.step, candidate.levels).astype(np.float64)
+        recomputed = float((layer.I * (w - torch.from_numpy(w_hat).reshape(w.shape)) ** 2).sum())
+        assert candidate.distortion == pytest.approx(recomputed, rel=1e-9)
+        zero = float((layer.I * w * w).sum())
+        assert candidate.distortion <= 0.5 * zero  # the trust region
 
 
 def test_impossible_targets_say_what_is_possible():

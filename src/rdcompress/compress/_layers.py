@@ -81,6 +81,12 @@ class LayerResult:
     recipe: dict | None = None  # compose.make_recipe(...), stored in the manifest
 
 
+def fp32_bytes(state: dict[str, torch.Tensor]) -> int:
+    """Original size: 4 bytes per floating element, integer buffers at their own size."""
+    return sum(t.numel() * (4 if t.is_floating_point() else t.element_size())
+               for t in state.values())
+
+
 def layer_distortion(layer: LayerInput, w_hat: torch.Tensor) -> tuple[float, float]:
     """(Σ I (w − ŵ)² + H (w − ŵ)⁴, same for ŵ = 0), in float64."""
 

@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from rdcompress.codec import QuantizedTensor, RawTensor, entry_bytes
-from rdcompress.compress._layers import DTYPE_NAMES, LayerInput, LayerResult, layer_distortion
+from rdcompress.codec.tensors import decode_tensor, to_torch
+from rdcompress.compress._layers import DTYPE_NAMES, LayerInput, LayerResult
 from rdcompress.compress._layers import _stats as layer_stats
 from rdcompress.errors import ConfigError
 from rdcompress.kernels.allocate import METHODS as SEARCHES
@@ -263,14 +264,12 @@ def layer_result(layer: LayerInput, candidate: Candidate) -> LayerResult:
         stats = layer_stats(layer, weight, weight.numel(), None, None)
         return LayerResult(RawTensor(layer.name, weight), weight, stats)
     assert candidate.levels is not None and candidate.step is not None
-    entry = uniform_entry(layer, candidate.step, candidate.levels.astype(np.int64))
-    from rdcompress.codec.tensors import decode_tensor, to_torch
-
-    w_hat = to_torch(decode_tensor(entry), entry.dtype).reshape(layer.weight.shape)
-    counts = np.bincount(entry.indices)
+    entry, w_hat = _decoded(layer, candidate)
+    counts = np.bincount(candidate.levels - candidate.levels.min())
     counts = counts[counts > 0]
     bits = float(-(counts / counts.sum() * np.log2(counts / counts.sum())).sum())
-    stats = layer_stats(layer, w_hat, w_hat.numel(), int(entry.codebook.size), bits)
+    span = int(candidate.levels.max() - candidate.levels.min() + 1)
+    stats = layer_stats(layer, w_hat, w_hat.numel(), span, bits)
     return LayerResult(entry, w_hat, stats)
 
 
@@ -280,14 +279,16 @@ def weights_of(layers: list[LayerInput], menus: list[list[Candidate]],
     out = {}
     for layer, menu, j in zip(layers, menus, choice, strict=True):
         candidate = menu[int(j)]
-        if candidate.raw:
-            out[layer.name] = layer.weight
-        else:
-            assert candidate.levels is not None and candidate.step is not None
-            values = reconstruct(candidate.step, candidate.levels)
-            out[layer.name] = torch.from_numpy(values).to(layer.weight.dtype).reshape(
-                layer.weight.shape)
+        out[layer.name] = layer.weight if candidate.raw else _decoded(layer, candidate)[1]
     return out
+
+
+def _decoded(layer: LayerInput, candidate: Candidate) -> tuple[QuantizedTensor, torch.Tensor]:
+    """The codec entry of ``candidate`` and ŵ exactly as the file decodes it (through the
+    codec's own cast and gather)."""
+    assert candidate.levels is not None and candidate.step is not None
+    entry = uniform_entry(layer, candidate.step, candidate.levels.astype(np.int64))
+    return entry, to_torch(decode_tensor(entry), entry.dtype).reshape(layer.weight.shape)
 
 
 def allocation_rows(layers: list[LayerInput], menus: list[list[Candidate]],
@@ -310,13 +311,3 @@ def allocation_rows(layers: list[LayerInput], menus: list[list[Candidate]],
             "slope": allocation.slope,
         })
     return rows
-
-
-def check_distortion(layer: LayerInput, candidate: Candidate) -> float:
-    """Σ I (w − ŵ)² [+ H (w − ŵ)⁴] of ``candidate`` recomputed through torch (for tests)."""
-    if candidate.raw:
-        return 0.0
-    assert candidate.levels is not None and candidate.step is not None
-    w_hat = torch.from_numpy(reconstruct(candidate.step, candidate.levels).astype(np.float64))
-    return layer_distortion(layer, w_hat.reshape(layer.weight.shape))[0]
-

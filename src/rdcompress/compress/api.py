@@ -20,7 +20,13 @@ from torch import nn
 
 from rdcompress._io import state_dict_sha256
 from rdcompress.codec import CODERS, RawTensor, RdzSummary, read_rdz, write_rdz
-from rdcompress.compress._layers import DTYPE_NAMES, LayerInput, LayerResult, LayerStats
+from rdcompress.compress._layers import (
+    DTYPE_NAMES,
+    LayerInput,
+    LayerResult,
+    LayerStats,
+    fp32_bytes,
+)
 from rdcompress.compress.compose import compose_state
 from rdcompress.compress.context import Context, needs_of
 from rdcompress.compress.registry import MODEL_HANDLERS, handler_for
@@ -164,7 +170,7 @@ def assemble(
         "objective": objective,
         "settings": {**config.to_dict(), "layers": names, "coder": coder},
         "weights_sha256": state_dict_sha256(params),
-        "original_bytes": _fp32_bytes(state),
+        "original_bytes": fp32_bytes(state),
         "layers": [results[name].stats.to_dict() for name in names],
     }
     if composites:
@@ -323,9 +329,3 @@ def _importance_tensor(table: dict, name: str, weight: torch.Tensor, kind: str) 
     if not torch.isfinite(value).all():
         raise NonFiniteError(f"{kind} importance of {name!r} holds NaN/inf values.")
     return value
-
-
-def _fp32_bytes(state: dict[str, torch.Tensor]) -> int:
-    """Original size: 4 bytes per floating element, integer buffers at their own size."""
-    return sum(t.numel() * (4 if t.is_floating_point() else t.element_size())
-               for t in state.values())

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from rdcompress.codec import encode_rdz, entry_bytes
+from rdcompress.compress._layers import fp32_bytes
 from rdcompress.compress.allocate import (
     TARGETS,
     AllocateConfig,
@@ -45,9 +46,7 @@ def handle_allocate(ctx: Context, config: AllocateConfig) -> Any:
     menus = _menus(ctx, config)
     name, value = config.target
     if not config.closed_loop:
-        state = ctx.model.state_dict()
-        original = sum(t.numel() * (4 if t.is_floating_point() else t.element_size())
-                       for t in state.values())
+        original = fp32_bytes(ctx.model.state_dict())
         target = int(value) if name == "target_bytes" else int(math.floor(original / value))
         compressed, allocation, size = _fit_file(ctx, config, menus, target, name, value)
         report = _report(ctx, config, menus, allocation, compressed, size)
