@@ -56,7 +56,13 @@ from rdcompress.codec._bytes import (
     pack_bits,
     unpack_bits,
 )
-from rdcompress.codec.rans import MAX_PRECISION, STATE_LOW, quantize_counts
+from rdcompress.codec.rans import (
+    MAX_PRECISION,
+    STATE_LOW,
+    check_payload_end,
+    quantize_counts,
+    read_payload,
+)
 from rdcompress.errors import FormatError
 
 MAX_CLASSES = 8
@@ -564,19 +570,10 @@ def decode_ctx(reader: ByteReader, count: int, alphabet_size: int) -> np.ndarray
     """
     where = reader.where
     model, lanes, tables = _read_model(reader, count, alphabet_size)
-    payload = reader.rest()
-    if len(payload) < 4 * lanes or (len(payload) - 4 * lanes) % 2:
-        raise FormatError(f"{where}: context-coder payload of {len(payload)} bytes cannot hold "
-                          f"{lanes} states and whole 16-bit words")
-    states = np.frombuffer(payload[:4 * lanes], dtype="<u4").astype(np.uint64)
-    if np.any(states < STATE_LOW):
-        raise FormatError(f"{where}: a context-coder state is below 2**16")
-    words = np.frombuffer(payload[4 * lanes:], dtype="<u2")
+    states, words = read_payload(reader, lanes, where, "context-coder", "a context-coder")
     decode = _decode_scalar if lanes < _SCALAR_BELOW_LANES else _decode_lanes
     symbols, used, final = decode(states, words, model, tables, count, where, alphabet_size)
-    if used != len(words) or np.any(np.asarray(final) != STATE_LOW):
-        raise FormatError(f"{where}: context-coder payload does not end where {count} symbols "
-                          f"do ({used} of {len(words)} words read); the stream is corrupted")
+    check_payload_end(used, words, final, count, where, "context-coder")
     return symbols
 
 

@@ -189,20 +189,33 @@ def decode_rans(reader: ByteReader, count: int, alphabet_size: int) -> np.ndarra
     if int(frequencies.sum()) != 1 << precision:
         raise FormatError(f"{where}: rANS frequencies sum to {int(frequencies.sum())}, the "
                           f"model needs exactly 2**{precision}")
-    payload = reader.rest()
-    if len(payload) < 4 * lanes or (len(payload) - 4 * lanes) % 2:
-        raise FormatError(f"{where}: rANS payload of {len(payload)} bytes cannot hold {lanes} "
-                          f"states and whole 16-bit words")
-    states = np.frombuffer(payload[:4 * lanes], dtype="<u4").astype(np.uint64)
-    if np.any(states < STATE_LOW):
-        raise FormatError(f"{where}: an rANS state is below 2**16")
-    words = np.frombuffer(payload[4 * lanes:], dtype="<u2")
+    states, words = read_payload(reader, lanes, where, "rANS", "an rANS")
     decode = _decode_scalar if lanes < _SCALAR_BELOW_LANES else _decode_lanes
     symbols, used, final = decode(states, words, frequencies, precision, count, where)
-    if used != len(words) or np.any(np.asarray(final) != STATE_LOW):
-        raise FormatError(f"{where}: rANS payload does not end where {count} symbols do "
-                          f"({used} of {len(words)} words read); the stream is corrupted")
+    check_payload_end(used, words, final, count, where, "rANS")
     return symbols
+
+
+def read_payload(reader: ByteReader, lanes: int, where: str, coder: str,
+                 a_coder: str) -> tuple[np.ndarray, np.ndarray]:
+    """The rest of ``reader`` as ``lanes`` u32 states (each >= 2**16) and the u16 words after
+    them; ``coder`` / ``a_coder`` name the coder in messages ("rANS" / "an rANS")."""
+    payload = reader.rest()
+    if len(payload) < 4 * lanes or (len(payload) - 4 * lanes) % 2:
+        raise FormatError(f"{where}: {coder} payload of {len(payload)} bytes cannot hold "
+                          f"{lanes} states and whole 16-bit words")
+    states = np.frombuffer(payload[:4 * lanes], dtype="<u4").astype(np.uint64)
+    if np.any(states < STATE_LOW):
+        raise FormatError(f"{where}: {a_coder} state is below 2**16")
+    return states, np.frombuffer(payload[4 * lanes:], dtype="<u2")
+
+
+def check_payload_end(used: int, words: np.ndarray, final, count: int, where: str,
+                      coder: str) -> None:
+    """Every word read and every lane back at 2**16 after ``count`` symbols, or FormatError."""
+    if used != len(words) or np.any(np.asarray(final) != STATE_LOW):
+        raise FormatError(f"{where}: {coder} payload does not end where {count} symbols do "
+                          f"({used} of {len(words)} words read); the stream is corrupted")
 
 
 def _slot_symbols(frequencies: np.ndarray) -> np.ndarray:

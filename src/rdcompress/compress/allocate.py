@@ -167,9 +167,8 @@ class Candidate:
 def uniform_entry(layer: LayerInput, step: float, levels: np.ndarray) -> QuantizedTensor:
     """The codec entry of ``layer`` stored as ``levels`` on the grid ``step · Z``."""
     low = int(levels.min())
-    codebook = reconstruct(step, np.arange(low, int(levels.max()) + 1))
-    if layer.weight.dtype == torch.float64:
-        codebook = (np.float64(step) * np.arange(low, int(levels.max()) + 1)).astype(np.float64)
+    dtype = np.float64 if layer.weight.dtype == torch.float64 else np.float32
+    codebook = reconstruct(step, np.arange(low, int(levels.max()) + 1), dtype)
     return QuantizedTensor(name=layer.name, shape=tuple(layer.weight.shape),
                            dtype=DTYPE_NAMES[layer.weight.dtype], codebook=codebook,
                            indices=levels - low)
@@ -186,12 +185,15 @@ def layer_menu(layer: LayerInput, config: AllocateConfig, coder: str) -> list[Ca
     if rms == 0.0:
         return menu  # an all-zero layer: raw is exact, and a grid holds nothing less
     top = float(np.abs(w).max())
+    gptq = _gptq_setup(layer, w, I) if config.quantizer == "gptq" else None
+    zero = gptq.zero if gptq is not None else float(
+        (I * w * w).sum() + (0.0 if H is None else (H * w ** 4).sum()))
     seen: set[tuple[float, bytes]] = set()
     for step in config.steps(rms):
         step = grid_step(step)
         if top / step >= 2 ** 15 - 1:
             continue  # finer than a 16-bit grid: raw is as good and cheaper
-        for lam, levels, distortion, zero in _quantize(layer, w, I, H, step, config):
+        for lam, levels, distortion in _quantize(w, I, H, step, config, gptq):
             if distortion > config.max_relative_distortion * zero:
                 continue  # outside the trust region of the prediction
             key = (step, hashlib.blake2b(levels.tobytes(), digest_size=16).digest())
@@ -209,29 +211,43 @@ def importance_floor(I: np.ndarray, fraction: float) -> np.ndarray:
     return np.maximum(I, fraction * mean) if mean > 0 else I.copy()
 
 
-def _quantize(layer: LayerInput, w: np.ndarray, I: np.ndarray, H: np.ndarray | None,
-              step: float, config: AllocateConfig):
-    """(λ, (numel,) int32 levels, predicted distortion, the distortion of ŵ = 0) for each
-    variant at this step."""
+@dataclass(frozen=True)
+class _GPTQLayer:
+    """What GPTQ needs of one layer at every step; none of it depends on the step."""
+
+    W: torch.Tensor  # (out, d) float64 weights
+    moment: torch.Tensor  # (d, d) input second moment
+    factor: tuple  # gptq_factor(moment)
+    rows: torch.Tensor  # (out,) row sensitivities g_r
+    zero: float  # the predicted distortion of ŵ = 0
+
+
+def _gptq_setup(layer: LayerInput, w: np.ndarray, I: np.ndarray) -> _GPTQLayer | None:
+    """GPTQ's per-layer state, or None for a layer without input moments (it is rounded)."""
     moment = layer.statistics.get("input_moment")
-    if config.quantizer == "gptq" and moment is not None:
-        out = layer.weight.shape[0]
-        W2 = torch.from_numpy(w.reshape(out, -1))
-        if "gptq_factor" not in layer.statistics:  # depends on the moment only: once a layer
-            layer.statistics["gptq_factor"] = gptq_factor(moment)
-        levels = gptq_levels(W2, moment, step, factor=layer.statistics["gptq_factor"])
-        delta = W2 - torch.from_numpy(reconstruct(step, levels).astype(np.float64))
-        rows = row_sensitivity(I.reshape(out, -1), moment)
-        yield (0.0, levels.reshape(-1).astype(np.int32), output_error(delta, moment, rows),
-               output_error(W2, moment, rows))
+    if moment is None:
+        return None
+    out = layer.weight.shape[0]
+    W = torch.from_numpy(w.reshape(out, -1))
+    rows = row_sensitivity(I.reshape(out, -1), moment)
+    return _GPTQLayer(W, moment, gptq_factor(moment), rows, output_error(W, moment, rows))
+
+
+def _quantize(w: np.ndarray, I: np.ndarray, H: np.ndarray | None, step: float,
+              config: AllocateConfig, gptq: _GPTQLayer | None):
+    """(λ, (numel,) int32 levels, predicted distortion) for each variant at this step."""
+    if gptq is not None:
+        levels = gptq_levels(gptq.W, gptq.moment, step, factor=gptq.factor)
+        delta = gptq.W - torch.from_numpy(reconstruct(step, levels).astype(np.float64))
+        yield 0.0, levels.reshape(-1).astype(np.int32), output_error(delta, gptq.moment,
+                                                                     gptq.rows)
         return
-    zero = float((I * w * w).sum() + (0.0 if H is None else (H * w ** 4).sum()))
     factors = config.rd_factors if config.quantizer == "ecsq" else (0.0,)
     mean_importance = float(I.mean()) + (0.0 if H is None else float(H.mean()) * step * step)
     for factor in factors:
         lam = factor * mean_importance * step * step
         result = ecsq_uniform(w, I, step, lam, H=H, max_iter=config.max_iter, tol=1e-4)
-        yield lam, result.levels.astype(np.int32), result.distortion, zero
+        yield lam, result.levels.astype(np.int32), result.distortion
 
 
 def row_sensitivity(I: np.ndarray, moment: torch.Tensor) -> torch.Tensor:

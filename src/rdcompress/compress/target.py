@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rdcompress.codec import encode_rdz, entry_bytes
+from rdcompress.codec import RdzSummary, encode_rdz
 from rdcompress.compress._layers import fp32_bytes
 from rdcompress.compress.allocate import (
     TARGETS,
@@ -48,15 +48,14 @@ def handle_allocate(ctx: Context, config: AllocateConfig) -> Any:
     if not config.closed_loop:
         original = fp32_bytes(ctx.model.state_dict())
         target = int(value) if name == "target_bytes" else int(math.floor(original / value))
-        compressed, allocation, size = _fit_file(ctx, config, menus, target, name, value)
-        report = _report(ctx, config, menus, allocation, compressed, size)
-        compressed.report = report
+        compressed, allocation, summary = _fit_file(ctx, config, menus, target, name, value)
+        compressed.report = _report(ctx, config, menus, allocation, compressed, summary)
         return compressed
     trace: list[dict] = []
     budget, allocation = _closed_loop(ctx, config, menus, trace)
     compressed = _assemble(ctx, config, menus, allocation)
-    data, _ = encode_rdz(compressed.tensors, compressed.manifest, ctx.coder)
-    report = _report(ctx, config, menus, allocation, compressed, len(data))
+    _, summary = encode_rdz(compressed.tensors, compressed.manifest, ctx.coder)
+    report = _report(ctx, config, menus, allocation, compressed, summary)
     report["trace"] = trace
     report["measured"] = next(t for t in trace if t["budget"] == budget)
     compressed.report = report
@@ -113,7 +112,7 @@ def _assemble(ctx: Context, config: AllocateConfig, menus, allocation: Allocatio
 
 
 def _fit_file(ctx: Context, config: AllocateConfig, menus, target: int, name: str,
-              value: float) -> tuple[Any, Allocation, int]:
+              value: float) -> tuple[Any, Allocation, RdzSummary]:
     """The least-distortion allocation whose encoded file is <= ``target`` bytes."""
     cheapest = choose(menus, float(sum(min(c.bytes for c in menu) for menu in menus)), config)
     smallest_model = _assemble(ctx, config, menus, cheapest)
@@ -132,9 +131,9 @@ def _fit_file(ctx: Context, config: AllocateConfig, menus, target: int, name: st
     for attempt in range(_FIT_ATTEMPTS):
         allocation = choose(menus, max(target - fixed, cheapest.rate), config)
         compressed = _assemble(ctx, config, menus, allocation)
-        data, _ = encode_rdz(compressed.tensors, compressed.manifest, ctx.coder)
+        data, summary = encode_rdz(compressed.tensors, compressed.manifest, ctx.coder)
         if len(data) <= target:
-            return compressed, allocation, len(data)
+            return compressed, allocation, summary
         # The fixed part was larger than measured (the manifest's numbers change with the
         # choice): shrink the layers' budget by the excess, doubling it on every retry.
         fixed += (len(data) - target) * 2 ** attempt
@@ -200,9 +199,9 @@ def _predicted_kl(ctx: Context, allocation: Allocation) -> float | None:
 
 
 def _report(ctx: Context, config: AllocateConfig, menus, allocation: Allocation, compressed,
-            file_bytes: int) -> dict:
-    sizes = {entry.name: entry_bytes(entry, ctx.coder) for entry in compressed.tensors
-             if entry.name in compressed.layers}
+            summary: RdzSummary) -> dict:
+    sizes = {name: summary.layer_bytes(name) for name in compressed.layers}
+    file_bytes = summary.file_bytes
     name, value = config.target
     original = int(compressed.manifest["original_bytes"])
     return {
