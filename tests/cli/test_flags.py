@@ -12,7 +12,6 @@ import rdcompress.greedy.width
 import rdcompress.models
 import rdcompress.sweep
 import rdcompress.vary  # imported (binding rdcompress.sweep's functions) before no_work patches
-from rdcompress.cli._lowrank_args import add_lowrank_arguments, lowrank_config_from_args
 from rdcompress.cli.main import COMMANDS, build_parser, main
 from rdcompress.cli.sweep import sweep_config
 from rdcompress.cli.width import width_config
@@ -60,30 +59,12 @@ def test_width_old_and_new_spellings_give_the_same_config(tmp_path):
     assert (new.p, new.k, new.calibration_samples) == (0.2, 3, 64)
 
 
-def test_lowrank_old_and_new_spellings_give_the_same_config():
-    base = ["model.safetensors", "--method", "lowrank", "-o", "x.rdz", "--bits", "4"]
-    new = lowrank_config_from_args(_parse("compress", [
-        *base, "--lowrank-metric", "whiten", "--keep", "0.2", "--lowrank-storage", "quantized"]))
-    old = lowrank_config_from_args(_parse("compress", [
-        *base, "--metric", "whiten", "--ratio", "0.2", "--factor-storage", "quantized"]))
-    assert new == old
-    assert (new.metric, new.ratio, new.storage, new.bits) == ("whiten", 0.2, "quantized", 4)
-
-
 def test_compress_takes_keep_for_the_kept_fraction():
     """--keep must not be read as an abbreviation of --keep-prob (argparse allows prefixes)."""
     args = _parse("compress", ["m.safetensors", "--method", "prune", "--keep", "0.25", "-o",
                                "x.rdz"])
-    assert vars(args).get("keep", vars(args).get("ratio")) == 0.25
-    assert args.keep_prob == 0.3  # untouched default
-
-
-def test_the_lowrank_group_alone_names_keep_with_ratio_hidden():
-    parser = argparse.ArgumentParser()
-    add_lowrank_arguments(parser)
-    new = lowrank_config_from_args(parser.parse_args(["--keep", "0.4"]))
-    assert new == lowrank_config_from_args(parser.parse_args(["--ratio", "0.4"]))
-    assert new.ratio == 0.4 and "--ratio" not in parser.format_help()
+    assert args.m_keep == 0.25
+    assert args.m_keep_prob is None  # untouched: the config's default applies
 
 
 @pytest.mark.parametrize(("command", "shown", "hidden"), [

@@ -96,7 +96,7 @@ def test_allocation_flags(net, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--method", "prune", "--keep", "0.5", "--target-ratio", "4"], "is a target for --method"),
+    (["--method", "prune", "--keep", "0.5", "--target-ratio", "4"], "is for allocation"),
     (["--method", "allocate"], "needs a target"),
     ([], "give --method"),
     (["--target-ratio", "4", "--quantizer", "gptq"], "needs data"),

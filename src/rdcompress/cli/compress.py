@@ -4,6 +4,7 @@ file."""
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from rdcompress.cli._common import (
     add_alias,
@@ -13,16 +14,29 @@ from rdcompress.cli._common import (
     model_files,
     write_json,
 )
-from rdcompress.cli._lowrank_args import EPILOG, add_lowrank_arguments, lowrank_config_from_args
+from rdcompress.cli._methods import (
+    add_method_flags,
+    choose_method,
+    config_from_flags,
+    given_flags,
+)
 from rdcompress.codec.streams import CODERS
-from rdcompress.compress.allocate import QUANTIZERS
-from rdcompress.compress.context import needs_of
+from rdcompress.compress.registry import names
 from rdcompress.errors import ConfigError
+from rdcompress.units import parse_size  # noqa: F401 - the --target-size type, importable here
 
-METHOD_CHOICES = ("prune", "quantize", "prune+quantize", "lowrank", "greedy-prune",
-                  "greedy-quantize", "allocate")
-TARGET_FLAGS = {"target_size": "--target-size", "target_ratio": "--target-ratio",
-                "max_kl": "--max-kl", "max_accuracy_drop": "--max-accuracy-drop"}
+LOWRANK_EXAMPLES = """\
+  rdcompress compress MODEL --method lowrank --rank 32 -o m.rdz
+  rdcompress compress MODEL --method lowrank --keep 0.2 --allocation global \\
+      --lowrank-metric fwsvd --objective fisher -o m.rdz
+  rdcompress compress MODEL --method lowrank+quantize --keep 0.2 --bits 5 -o m.rdz
+  rdcompress compress MODEL --method lowrank --lowrank-metric whiten --rank 8 --data mnist \\
+      -o m.rdz                  # whitening: input second moments collected on --data
+
+The flags of each method are listed above under its name; a flag of another method is refused.
+Old spellings that still work: --ratio (--keep), --metric (--lowrank-metric), --factor-storage
+(--lowrank-storage), --greedy-alpha (--alpha).
+"""
 OBJECTIVE_CHOICES = ("baseline", "fisher", "fisher-mc", "output", "gradient", "hessian",
                      "gradient+hessian")
 
@@ -54,11 +68,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "  rdcompress compress runs/mnist.safetensors --target-ratio 30 --importance imp."
         "safetensors -o a30.rdz        # --method allocate is implied by a target\n"
         "  rdcompress compress runs/mnist.safetensors --max-kl 0.01 --data mnist --limit 4096 "
-        "--quantizer gptq -o kl.rdz\n\n" + EPILOG,
+        "--quantizer gptq -o kl.rdz\n" + LOWRANK_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_model_arguments(parser)
-    parser.add_argument("--method", choices=METHOD_CHOICES,
+    parser.add_argument("--method", choices=names(),
                         help="what to do (required unless a target below implies allocate)")
     parser.add_argument("--objective", choices=OBJECTIVE_CHOICES,
                         help="importance objective (default: the --importance file's, else "
@@ -67,36 +81,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--temperature", type=float, default=1.0,
                         help="softmax temperature when computing importance (default: 1)")
     add_data_arguments(parser, split="train")
-    prune = parser.add_argument_group("pruning")
-    keep = prune.add_argument("--keep", type=float, help="kept fraction of weights, in (0, 1]")
-    add_alias(prune, keep, "--ratio")
-    prune.add_argument("--scope", choices=("layer", "global"), default="layer",
-                       help="same kept fraction per layer (default, the paper's) or one "
-                       "global threshold (with --structured: rows ranked by score per weight "
-                       "across layers, at least one row kept per layer)")
-    prune.add_argument("--structured", action="store_true",
-                       help="prune whole output neurons / conv channels")
-    quant = parser.add_argument_group("quantization")
-    sizes = quant.add_mutually_exclusive_group()
-    sizes.add_argument("--clusters", type=int, help="k centroids per layer")
-    sizes.add_argument("--bits", type=int, help="k = 2**bits centroids per layer")
-    quant.add_argument("--algorithm", choices=("lloyd", "quartic", "optimal", "entropy"),
-                       default="lloyd", help="quantizer (default: lloyd, the paper's)")
-    quant.add_argument("--lam", type=float, default=0.0,
-                       help="rate weight for --algorithm entropy (objective units per bit)")
-    add_lowrank_arguments(parser)
-    greedy = parser.add_argument_group(
-        "randomized greedy (--method greedy-prune | greedy-quantize; scored on --data's loss)")
-    greedy.add_argument("-p", "--keep-prob", type=float, default=0.3,
-                        help="greedy-prune: t = w·Bernoulli(p)/p (default 0.3)")
-    greedy.add_argument("--grid-k", type=int, default=4,
-                        help="greedy-quantize: stochastic rounding to spacing M/k (default 4)")
-    greedy.add_argument("--alpha", type=float, default=0.9,
-                        help="fraction of each layer replaced (default 0.9)")
-    greedy.add_argument("--greedy-score", choices=("second-order", "exact"),
-                        default="second-order",
-                        help="exact: forward passes per weight (small models only)")
-    _add_allocation_arguments(parser)
+    add_method_flags(parser)
+    parser.add_argument("--report", help="also write the per-layer allocation as JSON here")
     parser.add_argument("--coder", choices=CODERS, default="ans",
                         help="entropy coder of the file: ans (order-0 rANS, default), huffman, "
                         "or ctx (context-modelled rANS; .rdz format version 3)")
@@ -105,105 +91,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _add_allocation_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group(
-        "allocation to a target (--method allocate; one target): every layer, biases included, "
-        "on its own uniform grid, the grids chosen at one rate-distortion slope")
-    targets = group.add_mutually_exclusive_group()
-    targets.add_argument("--target-size", type=parse_size, metavar="SIZE",
-                         help="largest file, e.g. 150KB, 1.5MB or 120000 (bytes; KB = 1000)")
-    targets.add_argument("--target-ratio", type=float, metavar="R",
-                         help="file at least R times smaller than the fp32 state_dict")
-    targets.add_argument("--max-kl", type=float, metavar="NATS",
-                         help="smallest file whose measured E_x KL(compressed || original) on "
-                         "--data is at most NATS")
-    targets.add_argument("--max-accuracy-drop", type=float, metavar="POINTS",
-                         help="smallest file whose top-1 accuracy on --data is at most POINTS "
-                         "percentage points below the original's")
-    group.add_argument("--quantizer", choices=QUANTIZERS, default="round",
-                       help="how each grid is filled: round (nearest level, default), ecsq "
-                       "(entropy-constrained), gptq (error compensation through the input "
-                       "second moments of --data)")
-    group.add_argument("--steps-per-octave", type=int, default=2,
-                       help="grid steps tried per factor of 2 (default 2)")
-    group.add_argument("--report", help="also write the per-layer allocation as JSON here")
-
-
-def parse_size(text: str) -> int:
-    """'150KB' -> 150000, '1.5MB' -> 1500000, '2KiB' -> 2048, '1200' -> 1200 (bytes)."""
-    units = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10,
-             "MIB": 2**20, "GIB": 2**30}
-    clean = text.strip().upper().replace(" ", "")
-    number = clean.rstrip("KMGIB")
-    unit = clean[len(number):]
-    try:
-        value = float(number) * units[unit]
-    except (ValueError, KeyError):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a size; write e.g. 150KB, 1.5MB, 2KiB or 120000") from None
-    if not (value >= 1 and value < 2**63):
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1 byte")
-    return int(value)
-
-
-def _allocate_config(args: argparse.Namespace):
-    from rdcompress.compress import AllocateConfig
-
-    given = {name: getattr(args, name) for name in TARGET_FLAGS
-             if getattr(args, name) is not None}
-    if not given:
-        raise ConfigError("--method allocate needs a target: --target-size, --target-ratio, "
-                          "--max-kl or --max-accuracy-drop")
-    name, value = next(iter(given.items()))
-    key = "target_bytes" if name == "target_size" else name
-    return AllocateConfig(**{key: value}, quantizer=args.quantizer,
-                          steps_per_octave=args.steps_per_octave)
-
-
-def build_config(args: argparse.Namespace):
-    from rdcompress.compress import PruneConfig, PruneQuantizeConfig, QuantizeConfig
-
-    targets = [flag for name, flag in TARGET_FLAGS.items() if getattr(args, name) is not None]
-    if args.method is None:
-        if not targets:
-            raise ConfigError("give --method, or a target (--target-size, --target-ratio, "
-                              "--max-kl, --max-accuracy-drop) to allocate")
-        args.method = "allocate"
-    if targets and args.method != "allocate":
-        raise ConfigError(f"{targets[0]} is a target for --method allocate, not --method "
-                          f"{args.method}; drop one of them")
-    if args.method == "allocate":
-        return _allocate_config(args)
-    if args.method == "lowrank":
-        if args.factor_storage != "quantized" and (args.clusters or args.bits):
-            raise ConfigError("--clusters/--bits with --method lowrank quantize the factors: "
-                              "add --lowrank-storage quantized")
-        return lowrank_config_from_args(args)
-    if args.method.startswith("greedy"):
-        from rdcompress.greedy import GreedyConfig
-
-        return GreedyConfig(mode=args.method.removeprefix("greedy-"), p=args.keep_prob,
-                            k=args.grid_k, alpha=args.alpha, score=args.greedy_score,
-                            structured=args.structured)
-    prunes, quantizes = args.method != "quantize", args.method != "prune"
-    if prunes and args.keep is None:
-        raise ConfigError(f"--method {args.method} needs --keep (the kept fraction, e.g. 0.1)")
-    if prunes and not 0.0 < args.keep <= 1.0:  # also catches nan
-        raise ConfigError(f"--keep {args.keep} is outside (0, 1]; it is the kept fraction of "
-                          "weights, e.g. --keep 0.1 keeps 10%")
-    if not prunes and args.keep is not None:
-        raise ConfigError("--keep is for pruning; use --method prune+quantize to combine")
-    if quantizes and args.clusters is None and args.bits is None:
-        raise ConfigError(f"--method {args.method} needs --clusters K or --bits B")
-    if not quantizes and (args.clusters is not None or args.bits is not None):
-        raise ConfigError("--clusters/--bits are for quantization; use --method quantize or "
-                          "prune+quantize")
-    if args.method == "prune":
-        return PruneConfig(args.keep, scope=args.scope, structured=args.structured)
-    quant = dict(clusters=args.clusters, bits=args.bits, algorithm=args.algorithm, lam=args.lam)
-    if args.method == "quantize":
-        return QuantizeConfig(**quant)
-    return PruneQuantizeConfig(args.keep, scope=args.scope, structured=args.structured, **quant)
+def build_config(args: argparse.Namespace) -> Any:
+    """The method config the flags describe (ConfigError before any work); sets args.method."""
+    given = given_flags(args)
+    spec = choose_method(args.method, given)
+    args.method = spec.name
+    return config_from_flags(spec, given)
 
 
 def _importance(args: argparse.Namespace, loaded):
@@ -243,7 +136,7 @@ def _loader(args: argparse.Namespace, loaded, why: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    from rdcompress.compress import compress
+    from rdcompress.compress import compress, spec_of
     from rdcompress.models import load_model
 
     config = build_config(args)
@@ -253,29 +146,13 @@ def run(args: argparse.Namespace) -> int:
                         trust_code=args.trust_code)
     metadata = {"dataset": loaded.dataset,
                 "preprocessing": loaded.preprocessing.to_dict() if loaded.preprocessing else None}
-    if args.method.startswith("greedy"):
-        from rdcompress.greedy import greedy_compress
-
-        loader = _loader(args, loaded, f"--method {args.method}")
-        compressed = greedy_compress(loaded.module, loader, config, model_spec=loaded.spec,
-                                     coder=args.coder)
-        compressed.manifest["model_metadata"] = metadata
-    else:
-        importance = _importance(args, loaded)
-        statistics = None
-        if args.method == "lowrank" and args.metric == "whiten":
-            from rdcompress.lowrank import collect_input_moments
-
-            moments = collect_input_moments(loaded.module,
-                                            _loader(args, loaded, "--metric whiten"))
-            statistics = moments.layer_statistics()
-        calibration = None
-        if "calibration" in needs_of(config):
-            calibration = _loader(args, loaded, f"--method {args.method} with "
-                                  f"{_what_needs_data(config)}")
-        compressed = compress(loaded.module, config, importance, model_spec=loaded.spec,
-                              coder=args.coder, model_metadata=metadata,
-                              layer_statistics=statistics, calibration=calibration)
+    spec = spec_of(config)
+    importance = _importance(args, loaded) if spec.uses_importance else None
+    calibration = None
+    if spec.needs_of(config) & {"calibration", "input_moments"}:
+        calibration = _loader(args, loaded, f"--method {spec.name}")
+    compressed = compress(loaded.module, config, importance, model_spec=loaded.spec,
+                          coder=args.coder, model_metadata=metadata, calibration=calibration)
     summary = compressed.save(args.output)
     rows = _rows(compressed, summary)
     _print(rows, summary, args.output)
@@ -287,13 +164,6 @@ def run(args: argparse.Namespace) -> int:
         write_json(args.json_out, {"manifest": compressed.manifest, "summary": summary.to_dict(),
                                    "report": compressed.report})
     return 0
-
-
-def _what_needs_data(config) -> str:
-    name = config.target[0]
-    if config.closed_loop:
-        return f"--{name.replace('_', '-')}"
-    return f"--quantizer {config.quantizer}"
 
 
 def _print_allocation(report: dict) -> None:

@@ -28,8 +28,8 @@ from rdcompress.compress._layers import (
     fp32_bytes,
 )
 from rdcompress.compress.compose import compose_state
-from rdcompress.compress.context import Context, needs_of
-from rdcompress.compress.registry import MODEL_HANDLERS, handler_for
+from rdcompress.compress.context import Context, results_or_model
+from rdcompress.compress.registry import MethodSpec, spec_of
 from rdcompress.errors import ConfigError, ImportanceMismatchError, ModelError, NonFiniteError
 
 
@@ -84,32 +84,42 @@ def compress(
             can reuse work keep it there (allocation: each layer's candidates, keyed by the
             weights, importances, settings and coder they were computed from).
     """
-    model_handler = MODEL_HANDLERS.get(type(config))
-    handler = None if model_handler else handler_for(config)
+    spec = spec_of(config)
     check_coder(coder)
-    missing = needs_of(config) - ({"calibration"} if calibration is not None else set())
-    if missing:
-        raise ConfigError(f"{type(config).__name__} with these settings needs "
-                          f"{', '.join(sorted(missing))}: pass calibration=<a DataLoader of "
-                          "held-out (inputs, labels) batches>")
+    _check_needs(spec, config, calibration, layer_statistics)
     params = dict(model.named_parameters())
     names = select_layers(params, layers, vectors=bool(getattr(config, "include_vectors", False)))
     check_finite_state(model)
     weights_sha256 = state_dict_sha256(params)
-    inputs = _layer_inputs(params, names, importance, weights_sha256)
+    inputs = _layer_inputs(params, names, importance if spec.uses_importance else None,
+                           weights_sha256)
     for layer in inputs:
         layer.statistics = dict((layer_statistics or {}).get(layer.name, {}))
     objective = "baseline" if importance is None else str(importance.objective)
 
-    def assemble_results(results: dict[str, LayerResult], used_config: Any) -> CompressedModel:
+    def assemble_results(results: dict[str, LayerResult], used_config: Any,
+                         objective: str = objective) -> CompressedModel:
         return assemble(model, results, names, config=used_config, objective=objective,
                         model_spec=model_spec, coder=coder, model_metadata=model_metadata)
 
-    if model_handler is not None:
-        return model_handler(Context(model, inputs, objective, coder, assemble_results,
-                                     calibration, batch_fn, cache), config)
-    assert handler is not None
-    return assemble_results(handler(inputs, config), config)
+    ctx = Context(model, inputs, objective, coder, assemble_results, calibration, batch_fn, cache)
+    return results_or_model(spec.handler(ctx, config), ctx, config)
+
+
+def _check_needs(spec: MethodSpec, config: Any, calibration: Any,
+                 layer_statistics: dict | None) -> None:
+    """ConfigError naming what ``config`` needs and the caller did not pass, before any work."""
+    have = {"calibration", "input_moments"} if calibration is not None else set()
+    if layer_statistics:
+        have.add("input_moments")
+    missing = spec.needs_of(config) - have
+    if missing:
+        what = ("calibration=<a DataLoader of held-out (inputs, labels) batches>"
+                if "calibration" in missing else "calibration=<a DataLoader> or "
+                "layer_statistics=<rdcompress.lowrank.collect_input_moments(...)."
+                "layer_statistics()>")
+        raise ConfigError(f"{type(config).__name__} with these settings needs "
+                          f"{', '.join(sorted(missing))}: pass {what}")
 
 
 def check_coder(coder: str) -> None:

@@ -18,8 +18,8 @@ quantized with the same k.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import ClassVar
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 import torch
 
@@ -32,7 +32,10 @@ from rdcompress.compress._layers import (
     run_quantizer,
 )
 from rdcompress.compress.compose import compose_weight, make_recipe, part_name
-from rdcompress.compress.quantize import ALGORITHMS, MAX_BITS
+from rdcompress.compress.context import MOMENT_KEY, Context
+from rdcompress.compress.prune_quantize import COMBINE_CLUSTERS
+from rdcompress.compress.quantize import ALGORITHM, ALGORITHMS, BITS, CLUSTERS, MAX_BITS
+from rdcompress.compress.registry import Flag, MethodSpec, SweepAxis, register
 from rdcompress.errors import ConfigError
 from rdcompress.lowrank.allocate import (
     DENSE,
@@ -55,7 +58,6 @@ from rdcompress.lowrank.factorize import (
 METRICS = ("svd", "fwsvd", "weighted", "whiten")
 ALLOCATIONS = ("uniform", "global")
 STORAGES = ("float32", "float16", "quantized")
-MOMENT_KEY = "input_moment"
 
 
 @dataclass
@@ -71,7 +73,6 @@ class LowRankConfig:
     iters: int = 10  # metric="weighted": alternating least-squares sweeps (from FWSVD)
     eps: float = 1e-6  # metric="whiten": damping of E[x xᵀ], relative to its mean diagonal
 
-    method: ClassVar[str] = "lowrank"
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
@@ -111,6 +112,15 @@ class LowRankConfig:
             raise ConfigError(f"iters={self.iters!r} must be an integer >= 0.")
         if not (isinstance(self.eps, (int, float)) and 0 <= self.eps < float("inf")):
             raise ConfigError(f"eps={self.eps!r} must be a finite number >= 0.")
+
+    @property
+    def method(self) -> str:
+        """"lowrank+quantize" when the factors are quantized, else "lowrank"."""
+        return "lowrank+quantize" if self.storage == "quantized" else "lowrank"
+
+    @property
+    def needs(self) -> set[str]:
+        return {"input_moments"} if self.metric == "whiten" else set()
 
     @property
     def k(self) -> int | None:
@@ -287,3 +297,77 @@ def _dense_result(layer: LayerInput, config: LowRankConfig) -> LayerResult:
     weight = layer.weight.clone()
     return LayerResult(RawTensor(layer.name, weight),
                        weight, _stats(layer, weight, weight.numel(), None, None))
+
+
+def handle_lowrank_method(ctx: Context, config: LowRankConfig) -> dict[str, LayerResult]:
+    """The registered handler: whitening collects the input moments it lacks from the
+    calibration data."""
+    if config.metric == "whiten":
+        ctx.fill_input_moments()
+    return handle_lowrank(ctx.layers, config)
+
+
+def sweep_lowrank(fields: dict[str, Any], objective: str) -> dict[str, Any]:
+    """A sweep's low rank for an objective: with I = 1 (baseline) the weighted and FWSVD
+    projections are plain SVD; quantized storage without a k gets 4-bit codebooks."""
+    if objective == "baseline" and fields.get("metric") in ("weighted", "fwsvd"):
+        fields = {**fields, "metric": "svd"}
+    if fields.get("storage") == "quantized" and fields.get("clusters") is None \
+            and fields.get("bits") is None:
+        fields = {**fields, "bits": 4}
+    return fields
+
+
+def _needs_quantized(flag: Flag) -> Flag:
+    return replace(flag, requires={"storage": "quantized"}, required=None)
+
+
+RANK = Flag("--rank", "rank", int, help="one rank for every layer (or give --keep)")
+LOWRANK_KEEP = Flag("--keep", "ratio", float, aliases=("--ratio",),
+                    help="fraction of the dense layers' numbers kept, in (0, 1]")
+METRIC = Flag("--lowrank-metric", "metric", choices=METRICS, aliases=("--metric",),
+              help="projection: svd (identity; default), fwsvd (row Fisher), weighted "
+                   "(element-wise I, iterative), whiten (input moments of --data)")
+ALLOCATION = Flag("--allocation", "allocation", choices=ALLOCATIONS,
+                  help="with --keep: every layer keeps the fraction (uniform, default) or ranks "
+                       "chosen by the objective at the global budget (global)")
+STORAGE = Flag("--lowrank-storage", "storage", choices=STORAGES, aliases=("--factor-storage",),
+               help="how the factors are stored (default float32); quantized uses "
+                    "--clusters/--bits")
+ITERS = Flag("--lowrank-iters", "iters", int,
+             help="alternating least-squares sweeps of --lowrank-metric weighted (default 10)")
+EPS = Flag("--whiten-eps", "eps", float,
+           help="damping of E[x xᵀ] for --lowrank-metric whiten, relative (default 1e-6)")
+SHARED = (RANK, LOWRANK_KEEP, METRIC, ALLOCATION)
+RATIO_AXIS = SweepAxis("ratio", (0.05, 0.1, 0.2, 0.3, 0.5), "--lowrank-keep", float,
+                       "low rank: fraction of the layers' numbers kept, ranks allocated globally "
+                       "by each objective", aliases=("--ranks",))
+SWEEP_METRIC = replace(METRIC, help="low rank projection for non-baseline objectives: weighted "
+                       "by I (default), FWSVD rows, plain SVD, or whitened by the calibration "
+                       "inputs' second moments; the baseline is plain SVD")
+
+
+def _ratio_label(config: LowRankConfig) -> str:
+    return f"ratio={config.ratio:g}" if config.ratio is not None else f"rank={config.rank}"
+
+
+register(MethodSpec(
+    name="lowrank", config=LowRankConfig, handler=handle_lowrank_method, label="low rank",
+    example={"rank": 2}, flags=(*SHARED, STORAGE, _needs_quantized(CLUSTERS),
+                                _needs_quantized(BITS), ALGORITHM, ITERS, EPS),
+    sweep=RATIO_AXIS, sweep_defaults={"allocation": "global", "storage": "float16",
+                                      "metric": "weighted"},
+    sweep_options=(SWEEP_METRIC, STORAGE), adapt=sweep_lowrank, setting=_ratio_label,
+    paper_ratio=lambda config, compressed, summary: config.ratio,  # fraction of numbers kept
+    style={"color": "tab:orange", "linestyle": "-."},
+))
+register(MethodSpec(
+    name="lowrank+quantize", config=LowRankConfig, handler=handle_lowrank_method,
+    label="low rank + quantized factors", example={"rank": 2, "clusters": 4},
+    fixed={"storage": "quantized"},
+    flags=(*SHARED, CLUSTERS, BITS, ALGORITHM, ITERS, EPS), sweep=RATIO_AXIS,
+    sweep_defaults={"allocation": "global", "clusters": 16, "metric": "weighted"},
+    sweep_options=(SWEEP_METRIC, COMBINE_CLUSTERS), adapt=sweep_lowrank,
+    setting=lambda config: f"{_ratio_label(config)},k={config.k}",
+    style={"color": "tab:red", "linestyle": (0, (3, 1, 1, 1, 1, 1))},
+))

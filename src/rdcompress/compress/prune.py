@@ -16,6 +16,7 @@ from typing import ClassVar
 import torch
 
 from rdcompress.compress._layers import LayerInput, LayerResult, pruned_result
+from rdcompress.compress.registry import Flag, MethodSpec, SweepAxis, per_layer, register
 from rdcompress.errors import ConfigError
 from rdcompress.pruning import (
     check_fraction,
@@ -70,3 +71,30 @@ def prune_masks(layers: list[LayerInput], config: PruneConfig) -> dict[str, torc
 def handle_prune(layers: list[LayerInput], config: PruneConfig) -> dict[str, LayerResult]:
     masks = prune_masks(layers, config)
     return {layer.name: pruned_result(layer, masks[layer.name]) for layer in layers}
+
+
+def _kept_fraction(value: float) -> bool:
+    return 0.0 < value <= 1.0  # False for nan too
+
+
+KEEP = Flag("--keep", "kept_fraction", float, aliases=("--ratio",),
+            help="kept fraction of weights, in (0, 1]",
+            required="--keep (the kept fraction, e.g. 0.1)",
+            check=(_kept_fraction, "is outside (0, 1]; it is the kept fraction of weights, "
+                                   "e.g. --keep 0.1 keeps 10%"))
+SCOPE = Flag("--scope", "scope", choices=SCOPES,
+             help="same kept fraction per layer (default, the paper's) or one global threshold "
+                  "(with --structured: rows ranked by score per weight across layers, at least "
+                  "one row kept per layer)")
+STRUCTURED = Flag("--structured", "structured", None,
+                  help="prune whole output neurons / conv channels")
+KEPT_AXIS = SweepAxis("kept_fraction", (0.05, 0.1, 0.2, 0.3, 0.5), "--keep", float,
+                      "pruning: kept fractions per layer", aliases=("--kept",))
+
+register(MethodSpec(
+    name="prune", config=PruneConfig, handler=per_layer(handle_prune), label="pruning",
+    example={"kept_fraction": 0.5}, flags=(KEEP, SCOPE, STRUCTURED), sweep=KEPT_AXIS,
+    setting=lambda config: f"kept={config.kept_fraction:g}",
+    paper_ratio=lambda config, compressed, summary: config.kept_fraction,  # the paper's ratio
+    style={"color": "tab:gray", "linestyle": "--"},
+))

@@ -10,8 +10,18 @@ from dataclasses import asdict, dataclass
 from typing import ClassVar
 
 from rdcompress.compress._layers import LayerInput, LayerResult, quantized_result
-from rdcompress.compress.prune import PruneConfig, prune_masks
-from rdcompress.compress.quantize import QuantizeConfig, quantize_layer, warn_ignored_quartic
+from rdcompress.compress.prune import KEEP, KEPT_AXIS, SCOPE, STRUCTURED, PruneConfig, prune_masks
+from rdcompress.compress.quantize import (
+    ALGORITHM,
+    BITS,
+    CLUSTERS,
+    LAM,
+    QuantizeConfig,
+    quantize_layer,
+    sweep_quantizer,
+    warn_ignored_quartic,
+)
+from rdcompress.compress.registry import Flag, MethodSpec, per_layer, register
 
 
 @dataclass
@@ -62,3 +72,19 @@ def handle_prune_quantize(
         result = quantize_layer(layer, quantize, mask)
         results[layer.name] = quantized_result(layer, result, mask)
     return results
+
+
+COMBINE_CLUSTERS = Flag("--combine-clusters", "clusters", int,
+                        help="k of the quantizer of the combined methods (prune+quantize: the "
+                             "kept weights; lowrank+quantize: each factor)")
+
+register(MethodSpec(
+    name="prune+quantize", config=PruneQuantizeConfig,
+    handler=per_layer(handle_prune_quantize), label="prune + quantize",
+    example={"kept_fraction": 0.5, "clusters": 4},
+    flags=(KEEP, SCOPE, STRUCTURED, CLUSTERS, BITS, ALGORITHM, LAM), sweep=KEPT_AXIS,
+    sweep_defaults={"clusters": 16, "algorithm": "lloyd"},
+    sweep_options=(COMBINE_CLUSTERS, ALGORITHM), adapt=sweep_quantizer,
+    setting=lambda config: f"kept={config.kept_fraction:g},k={config.k}",
+    style={"color": "tab:purple", "linestyle": (0, (5, 1, 1, 1))},
+))

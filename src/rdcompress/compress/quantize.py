@@ -13,6 +13,7 @@ from typing import ClassVar
 import torch
 
 from rdcompress.compress._layers import LayerInput, LayerResult, quantized_result, run_quantizer
+from rdcompress.compress.registry import Flag, MethodSpec, SweepAxis, per_layer, register
 from rdcompress.errors import ConfigError
 from rdcompress.quantize import QuantizationResult
 
@@ -91,3 +92,34 @@ def handle_quantize(layers: list[LayerInput], config: QuantizeConfig) -> dict[st
         result = quantize_layer(layer, config, None)
         results[layer.name] = quantized_result(layer, result, None)
     return results
+
+
+K_REQUIRED = "--clusters K or --bits B"
+CLUSTERS = Flag("--clusters", "clusters", int, help="k centroids per layer", group="k",
+                required=K_REQUIRED)
+BITS = Flag("--bits", "bits", int, help="k = 2**bits centroids per layer", group="k",
+            required=K_REQUIRED)
+ALGORITHM = Flag("--algorithm", "algorithm", choices=ALGORITHMS,
+                 help="quantizer: lloyd (weighted k-means, the paper's; default), quartic, "
+                      "optimal (exact DP) or entropy (ECSQ)")
+LAM = Flag("--lam", "lam", float, help="rate weight for --algorithm entropy (objective units "
+                                       "per bit)")
+
+
+def sweep_quantizer(fields: dict, objective: str) -> dict:
+    """A sweep's quantizer for an objective: the quartic term of gradient+hessian needs
+    Algorithm 2 (App. C.2) to be minimized, so Lloyd becomes quartic k-means there."""
+    if objective == "gradient+hessian" and fields.get("algorithm", "lloyd") == "lloyd":
+        return {**fields, "algorithm": "quartic"}
+    return fields
+
+
+register(MethodSpec(
+    name="quantize", config=QuantizeConfig, handler=per_layer(handle_quantize),
+    label="quantization", example={"clusters": 4}, flags=(CLUSTERS, BITS, ALGORITHM, LAM),
+    sweep=SweepAxis("clusters", (2, 3, 4, 8, 16), "--clusters", int,
+                    "quantization: centroids per layer"),
+    sweep_defaults={"algorithm": "lloyd"}, sweep_options=(ALGORITHM,), adapt=sweep_quantizer,
+    setting=lambda config: f"k={config.k}",
+    style={"color": "tab:blue", "linestyle": "-"},
+))

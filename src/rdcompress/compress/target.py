@@ -25,6 +25,7 @@ import torch
 from rdcompress.codec import RdzSummary, encode_rdz
 from rdcompress.compress._layers import fp32_bytes
 from rdcompress.compress.allocate import (
+    QUANTIZERS,
     TARGETS,
     AllocateConfig,
     allocation_rows,
@@ -34,8 +35,10 @@ from rdcompress.compress.allocate import (
     weights_of,
 )
 from rdcompress.compress.context import Context
+from rdcompress.compress.registry import Flag, MethodSpec, SweepAxis, register
 from rdcompress.errors import ConfigError
 from rdcompress.kernels.allocate import Allocation
+from rdcompress.units import parse_size
 
 _FIT_ATTEMPTS = 8
 
@@ -222,3 +225,42 @@ def spearman(x: list[float], y: list[float]) -> float:
     if len(x) < 2:
         return float("nan")
     return float(spearmanr(np.asarray(x), np.asarray(y)).statistic)
+
+
+TARGET_REQUIRED = "a target: --target-size, --target-ratio, --max-kl or --max-accuracy-drop"
+
+
+def _target(flag: str, field: str, kind: Any, help: str, metavar: str) -> Flag:
+    return Flag(flag, field, kind, help=help, group="target", required=TARGET_REQUIRED, metavar=metavar)
+
+
+def _target_label(config: AllocateConfig) -> str:
+    name, value = config.target
+    return f"{name}={value:g}"
+
+
+TARGET_FLAGS = (
+    _target("--target-size", "target_bytes", parse_size, "largest file, e.g. 150KB, 1.5MB or "
+            "120000 (bytes; KB = 1000)", "SIZE"),
+    _target("--target-ratio", "target_ratio", float, "file at least R times smaller than the "
+            "fp32 state_dict", "R"),
+    _target("--max-kl", "max_kl", float, "smallest file whose measured E_x KL(compressed || "
+            "original) on --data is at most NATS", "NATS"),
+    _target("--max-accuracy-drop", "max_accuracy_drop", float, "smallest file whose top-1 "
+            "accuracy on --data is at most POINTS percentage points below the original's",
+            "POINTS"),
+)
+QUANTIZER = Flag("--quantizer", "quantizer", choices=QUANTIZERS,
+                 help="how each grid is filled: round (nearest level, default), ecsq "
+                      "(entropy-constrained), gptq (error compensation through the input second "
+                      "moments of --data)")
+register(MethodSpec(
+    name="allocate", config=AllocateConfig, handler=handle_allocate, label="allocation",
+    example={"target_ratio": 3.0}, implied_by=tuple(flag.flag for flag in TARGET_FLAGS),
+    flags=(*TARGET_FLAGS, QUANTIZER, Flag("--steps-per-octave", "steps_per_octave", int,
+                                          help="grid steps tried per factor of 2 (default 2)")),
+    sweep=SweepAxis("target_ratio", (8.0, 12.0, 16.0, 24.0, 32.0), "--target-ratios", float,
+                    "allocation: file ratios to reach (fp32 bytes / file bytes)"),
+    sweep_options=(QUANTIZER,), setting=_target_label,
+    style={"color": "tab:green", "linestyle": "-"},
+))

@@ -27,17 +27,18 @@ from torch import nn
 from rdcompress.batches import BatchFn
 from rdcompress.codec import PrunedTensor, QuantizedTensor
 from rdcompress.codec.tensors import decode_tensor, to_torch
-from rdcompress.compress import (
-    CompressedModel,
+from rdcompress.compress._layers import (
+    DTYPE_NAMES,
+    LayerInput,
+    LayerResult,
     LayerStats,
-    assemble,
-    compose_weight,
-    make_recipe,
-    part_name,
-    select_layers,
+    layer_distortion,
 )
-from rdcompress.compress._layers import DTYPE_NAMES, LayerInput, LayerResult, layer_distortion
-from rdcompress.compress.api import check_coder, check_finite_state
+from rdcompress.compress.api import CompressedModel, compress
+from rdcompress.compress.compose import compose_weight, make_recipe, part_name
+from rdcompress.compress.context import Context
+from rdcompress.compress.prune import STRUCTURED
+from rdcompress.compress.registry import Flag, MethodSpec, SweepAxis, register
 from rdcompress.errors import ConfigError, NonFiniteError
 from rdcompress.greedy.config import GreedyConfig
 from rdcompress.greedy.curvature import hessian_diagonal, owner, second_order_scores
@@ -72,14 +73,15 @@ class GreedyLayerStats(LayerStats):
 def greedy_compress(model: nn.Module, loader: Iterable, config: GreedyConfig, *,
                     layers: list[str] | None = None, model_spec: dict | None = None,
                     coder: str = "ans", batch_fn: BatchFn | None = None) -> CompressedModel:
-    """Compress ``model``'s layers by randomized greedy pruning or quantization.
+    """Compress ``model``'s layers by randomized greedy pruning or quantization: the same as
+    ``compress(model, config, calibration=loader, ...)``.
 
     Args:
         loader: calibration batches (inputs, targets) defining L (all of them are used).
         layers: parameter names, compressed in this order; default every parameter with
             ndim >= 2, in the model's order.
         model_spec: stored in the manifest so ``compress.load(path)`` rebuilds the architecture.
-        coder: entropy coder of the file, "ans" or "huffman".
+        coder: entropy coder of the file.
         batch_fn: how to read a batch that is not (inputs, targets) (``rdcompress.batches``);
             greedy compression needs one input tensor and targets per batch.
 
@@ -87,14 +89,19 @@ def greedy_compress(model: nn.Module, loader: Iterable, config: GreedyConfig, *,
     """
     if not isinstance(config, GreedyConfig):
         raise ConfigError(f"config must be a GreedyConfig, got {type(config).__name__}.")
-    check_coder(coder)
-    check_finite_state(model)
-    names = select_layers(dict(model.named_parameters()), layers)
-    work = copy.deepcopy(model).eval()
+    return compress(model, config, calibration=loader, layers=layers, model_spec=model_spec,
+                    coder=coder, batch_fn=batch_fn)
+
+
+def handle_greedy(ctx: Context, config: GreedyConfig) -> CompressedModel:
+    """The registered handler: each layer in turn, on a copy of the model whose earlier layers
+    are already replaced, scored on the calibration loss."""
+    names = [layer.name for layer in ctx.layers]
+    work = copy.deepcopy(ctx.model).eval()
     for parameter in work.parameters():
         parameter.requires_grad_(False)
     params = dict(work.named_parameters())
-    inputs, targets = collect_calibration(loader, params[names[0]].dtype, batch_fn)
+    inputs, targets = collect_calibration(ctx.calibration, params[names[0]].dtype, ctx.batch_fn)
     loss = resolve_loss(config.loss, targets)
     with torch.no_grad():
         outputs = work(inputs)
@@ -110,8 +117,7 @@ def greedy_compress(model: nn.Module, loader: Iterable, config: GreedyConfig, *,
         block = config.block_for(step_count(config.alpha, outcomes.q.numel()))
         done = greedy_layer(params[name], outcomes, config.alpha, block, scorer, generator)
         results[name] = _layer_result(name, original, done, outcomes, config, block)
-    return assemble(model, results, names, config=config, objective=f"loss:{loss}",
-                    model_spec=model_spec, coder=coder)
+    return ctx.assemble(results, config, objective=f"loss:{loss}")
 
 
 def _outcomes(model: nn.Module, name: str, weight: torch.Tensor, config: GreedyConfig
@@ -206,3 +212,34 @@ def _entropy_bits(indices: np.ndarray, levels: int) -> float | None:
     counts = np.bincount(indices, minlength=levels).astype(np.float64)
     probs = counts[counts > 0] / indices.size
     return float(-(probs * np.log2(probs)).sum())
+
+
+def _kept_fraction(config: GreedyConfig, compressed: CompressedModel, summary: Any) -> float:
+    layers = compressed.layers.values()
+    return sum(layer.kept for layer in layers) / sum(layer.numel for layer in layers)
+
+
+ALPHA = Flag("--alpha", "alpha", float, aliases=("--greedy-alpha",),
+             help="greedy: fraction of each layer replaced (default 0.9)")
+SCORE = Flag("--greedy-score", "score", choices=("second-order", "exact"),
+             help="second-order (default) or exact: forward passes per weight (small models)")
+GREEDY = {"config": GreedyConfig, "handler": handle_greedy, "needs": frozenset({"calibration"}),
+          "uses_importance": False, "sweep_defaults": {"alpha": 0.9}, "sweep_options": (ALPHA,)}
+register(MethodSpec(
+    name="greedy-prune", label="greedy pruning", fixed={"mode": "prune"}, example={"p": 0.5},
+    flags=(Flag("--keep-prob", "p", float, short="-p", help="t = w·Bernoulli(p)/p (default "
+                "0.3)"), ALPHA, SCORE, STRUCTURED),
+    sweep=SweepAxis("p", (0.1, 0.2, 0.3, 0.5), "--keep-prob", float,
+                    "greedy pruning: keep probabilities p", aliases=("--greedy-p",), short="-p"),
+    setting=lambda config: f"p={config.p:g}", paper_ratio=_kept_fraction,
+    style={"color": "tab:olive", "linestyle": ":"}, **GREEDY,
+))
+register(MethodSpec(
+    name="greedy-quantize", label="greedy quantization", fixed={"mode": "quantize"},
+    example={"k": 2}, flags=(Flag("--grid-k", "k", int, help="stochastic rounding to spacing "
+                                  "M/k (default 4)"), ALPHA, SCORE),
+    sweep=SweepAxis("k", (1, 2, 4, 8), "--grid-k", int, "greedy quantization: grid spacing M/k",
+                    aliases=("--greedy-k",)),
+    setting=lambda config: f"k={config.k}", style={"color": "tab:cyan", "linestyle": ":"},
+    **GREEDY,
+))
