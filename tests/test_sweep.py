@@ -62,8 +62,8 @@ def test_sweep_resumes_without_redoing_runs(sweep_dir):
 
 
 def test_sweep_config_validation():
-    with pytest.raises(ConfigError, match="kept fraction 1.5"):
-        SweepConfig(kept_fractions=(1.5,))
+    with pytest.raises(ConfigError, match="kept_fraction=1.5 is outside"):
+        SweepConfig(grid={"prune": (1.5,)})
     with pytest.raises(ConfigError, match="objective 'magic'"):
         SweepConfig(objectives=("magic",))
 

@@ -21,15 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from rdcompress._io import atomic_write_text
+from rdcompress.compress.registry import names
+from rdcompress.compress.registry import style as method_style
 
 Row = dict[str, Any]
 # metric -> True when higher is better
 METRICS = {"accuracy": True, "kl": False, "cross_entropy": False, "agreement": True}
 FRONTIER_FIELDS = ["method", "objective", "setting", "file_ratio", "file_bytes",
                    "bits_per_weight", "accuracy", "cross_entropy", "kl", "agreement"]
-COLORS = {"prune": "tab:gray", "quantize": "tab:blue", "prune+quantize": "tab:purple",
-          "lowrank": "tab:orange", "lowrank+quantize": "tab:red", "greedy-prune": "tab:olive",
-          "greedy-quantize": "tab:cyan"}
 
 
 def pareto_front(rows: Sequence[Row], metric: str = "accuracy") -> list[Row]:
@@ -121,7 +120,7 @@ def plot_frontier(rows: Sequence[Row], path: str | Path, title: str = "",
         fronts = frontiers(rows, metric)
         labels = sorted({_label(m) for m in fronts} - {""})
         for method, front in fronts.items():
-            color = COLORS.get(_base(method))
+            color = method_style(method).get("color")
             label = _label(method)  # one dash style per compared sweep; "-" for unlabelled
             dashes = ("--", "-.", ":", "-")[labels.index(label) % 4] if label else "-"
             points = [r for r in rows if r["method"] == method
@@ -184,7 +183,7 @@ def _label(method: str) -> str:
 
 
 def _method_order(method: str) -> tuple[int, str, str]:
-    order, base = list(COLORS), _base(method)
+    order, base = list(names()), _base(method)
     return (order.index(base) if base in order else len(order), base, _label(method))
 
 

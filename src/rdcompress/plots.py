@@ -1,7 +1,8 @@
 """Plots made from result rows (so any figure can be redrawn from results.json alone).
 
-The paper's form (Figures 2–5): test accuracy and test cross-entropy against the compression
-ratio, one curve per objective, separately for pruning and quantization; plus KL against bits per
+The paper's form (Figures 2–5): test accuracy and test cross-entropy against the file's
+compression ratio (every method on the same axis, so that plots compare), one curve per
+objective, one figure per method; plus KL against bits per
 weight — the rate–distortion curve measured on the model's outputs with the file's real rate.
 """
 
@@ -16,6 +17,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from rdcompress.compress.registry import style as method_style  # noqa: E402
 
 STYLE = {"baseline": ("k", "o"), "fisher": ("tab:blue", "s"), "gradient": ("tab:orange", "^"),
          "hessian": ("tab:green", "v"), "gradient+hessian": ("tab:red", "D")}
@@ -36,9 +39,7 @@ def plot_sweep(rows: Sequence[dict[str, Any]], out_dir: str | Path, title: str =
     written = []
     methods = sorted({row["method"] for row in rows})
     for method in methods:
-        x = "paper_ratio" if method == "prune" else "file_ratio"
-        xlabel = ("kept fraction of weights (paper's ratio)" if method == "prune"
-                  else "compression ratio (fp32 bytes ÷ .rdz file bytes)")
+        x, xlabel = "file_ratio", "compression ratio (fp32 bytes ÷ .rdz file bytes)"
         fig, axes = plt.subplots(2, 1, figsize=(6, 7), sharex=True)
         for ax, metric, label in ((axes[0], "accuracy", "test accuracy"),
                                   (axes[1], "cross_entropy", "test cross-entropy (nats)")):
@@ -49,10 +50,8 @@ def plot_sweep(rows: Sequence[dict[str, Any]], out_dir: str | Path, title: str =
                 ax.axhline(reference[metric], color="gray", ls=":", label="original")
             ax.set_ylabel(label)
             ax.grid(alpha=0.3)
-        if method == "prune":
-            axes[1].set_yscale("log")
-        else:
-            axes[0].set_xscale("log")
+        axes[1].set_yscale("log")
+        axes[0].set_xscale("log")
         axes[1].set_xlabel(xlabel)
         axes[0].legend(fontsize=8)
         axes[0].set_title(f"{title}: {method}")
@@ -62,11 +61,8 @@ def plot_sweep(rows: Sequence[dict[str, Any]], out_dir: str | Path, title: str =
         plt.close(fig)
         written.append(path)
     fig, ax = plt.subplots(figsize=(6, 4))
-    linestyles = {"prune": "--", "quantize": "-", "prune+quantize": (0, (5, 1, 1, 1)),
-                  "lowrank": "-.", "lowrank+quantize": (0, (3, 1, 1, 1, 1, 1)),
-                  "greedy-prune": ":", "greedy-quantize": ":"}
     for method in methods:
-        linestyle = linestyles.get(method, "-")
+        linestyle = method_style(method).get("linestyle", "-")
         for objective, points in _curves(rows, method, "bits_per_weight", "kl").items():
             color, marker = STYLE.get(objective, (None, "x"))
             xs, ys = zip(*points, strict=True)

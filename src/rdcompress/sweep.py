@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from rdcompress._io import atomic_write_text
+from rdcompress.compress.registry import config_fields, default_sweep, get, names, specs
 from rdcompress.errors import ConfigError
 from rdcompress.models import LoadedModel, is_zoo_spec, load_model
 from rdcompress.progress import progress
@@ -28,16 +29,11 @@ ROW_FIELDS = [
     "method", "objective", "setting", "value", "paper_ratio", "file_ratio", "file_bytes",
     "bits_per_weight", "accuracy", "cross_entropy", "kl", "reverse_kl", "agreement",
     "seconds", "seed", "temperature", "hessian_mu",
-]
-# SweepConfig fields that change what a row holds: a resumed sweep must agree on all of them
-RESULT_FIELDS = ("model", "weights", "data", "algorithm", "coder", "calibration_samples",
-                 "temperature", "hessian_mu", "eval_split", "eval_limit", "train_epochs", "seed",
-                 "lowrank_metric", "lowrank_storage", "greedy_alpha", "combine_clusters")
-METHODS = ("prune", "quantize", "prune+quantize", "lowrank", "lowrank+quantize", "greedy-prune",
-           "greedy-quantize")
-LOWRANK_METHODS = ("lowrank", "lowrank+quantize")
-GREEDY_OBJECTIVE = "loss"  # greedy methods score weights on the calibration loss itself
-LOWRANK_METRICS = ("weighted", "fwsvd", "svd", "whiten")
+]  # the CSV columns; results.json rows also hold "config", the run's whole method config
+# SweepConfig fields that only choose WHICH runs exist (or where they go): a sweep resumes into
+# a directory made with other values of these; every other field must agree.
+NOT_RESULT_FIELDS = ("output_dir", "trust_code", "methods", "objectives", "grid")
+GREEDY_OBJECTIVE = "loss"  # methods that do not use importance run once, under this name
 OBJECTIVES = ("baseline", "fisher", "gradient", "hessian", "gradient+hessian")
 
 
@@ -48,20 +44,14 @@ class SweepConfig:
     data: str | None = None  # dataset name (default: the model's)
     data_dir: str | None = None
     output_dir: str = "runs/sweep-digits-mlp"
-    methods: tuple[str, ...] = ("prune", "quantize")
+    methods: tuple[str, ...] = field(default_factory=default_sweep)  # registered, with an axis
     objectives: tuple[str, ...] = OBJECTIVES
-    kept_fractions: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5)  # pruning settings
-    clusters: tuple[int, ...] = (2, 3, 4, 8, 16)  # quantization settings (k per layer)
-    ranks: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5)  # low rank: fraction of numbers kept
-    greedy_p: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5)  # greedy pruning: keep probability p
-    greedy_k: tuple[int, ...] = (1, 2, 4, 8)  # greedy quantization: grid spacing M/k
-    greedy_alpha: float = 0.9  # fraction of each layer's weights the greedy loop replaces
-    lowrank_metric: str = "weighted"  # projection of non-baseline objectives (baseline: svd)
-    lowrank_storage: str = "float16"  # factors: float32 | float16 | quantized (4 bits)
-    combine_clusters: int = 16  # k of the quantizer in prune+quantize and lowrank+quantize
-    algorithm: str = "lloyd"  # quantizer: lloyd (paper) | optimal | entropy
+    grid: dict[str, tuple] = field(default_factory=dict)  # {method: values of its sweep axis};
+    #   a method left out gets its axis's default values
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)  # {method: {field: value}}
+    #   fixed for every run of the method, over the method's sweep defaults
     coder: str = "ans"  # entropy coder of the .rdz files
-    calibration_samples: int = 1024  # training samples used to estimate importance
+    calibration_samples: int = 1024  # training samples for importance and calibration
     temperature: float | str = 1.0  # importance temperature, or "auto" (fit on val)
     hessian_mu: float = 0.0  # regularizer added to Hessian estimates (App. C.3.2)
     eval_split: str = "test"
@@ -71,29 +61,23 @@ class SweepConfig:
     trust_code: bool = False  # let the model's sidecar run the package.module:factory it names
 
     def __post_init__(self) -> None:
+        self.methods = tuple(self.methods)
         for method in self.methods:
-            if method not in METHODS:
-                raise ConfigError(f"method {method!r} must be one of {METHODS}")
-        if self.lowrank_metric not in LOWRANK_METRICS:
-            raise ConfigError(f"lowrank_metric {self.lowrank_metric!r} must be one of "
-                              f"{LOWRANK_METRICS}")
-        if self.lowrank_storage not in ("float32", "float16", "quantized"):
-            raise ConfigError(f"lowrank_storage {self.lowrank_storage!r} must be float32, "
-                              "float16 or quantized")
-        if not 0 < self.greedy_alpha <= 1:
-            raise ConfigError(f"greedy_alpha {self.greedy_alpha} must be in (0, 1]")
-        for ratio in self.ranks:
-            if not 0 < ratio <= 1:
-                raise ConfigError(f"low-rank ratio {ratio} must be in (0, 1]")
+            if get(method).sweep is None:
+                raise ConfigError(f"method {method!r} has no sweep axis; sweep one of "
+                                  f"{[s.name for s in specs() if s.sweep is not None]}")
         for objective in self.objectives:
             if objective not in OBJECTIVES:
                 raise ConfigError(f"objective {objective!r} must be one of {OBJECTIVES}")
-        for fraction in self.kept_fractions:
-            if not 0 < fraction <= 1:
-                raise ConfigError(f"kept fraction {fraction} must be in (0, 1]")
-        for k in (*self.clusters, self.combine_clusters):
-            if k < 1:
-                raise ConfigError(f"clusters={k} must be >= 1")
+        unknown = sorted((set(self.grid) | set(self.options)) - set(names()))
+        if unknown:
+            raise ConfigError(f"grid/options name unknown methods {unknown}; registered: "
+                              f"{list(names())}")
+        # normalized to the methods that run, so that equal sweeps compare equal
+        axes = {m: get(m).sweep for m in self.methods}
+        self.grid = {m: tuple(self.grid.get(m, axis.values)) for m, axis in axes.items() if axis}
+        self.options = {m: {**get(m).sweep_defaults, **self.options.get(m, {})}
+                        for m in self.methods}
         _check_before_work(self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -159,19 +143,12 @@ def run_sweep(config: SweepConfig) -> SweepResult:
     done = _read_rows(results_path)
     grid = _grid(config)
     todo = [g for g in grid if _run_key(*g) not in done]
-    importances: dict[str, Any] = {}
+    if done:
+        print(f"resumed {len(grid) - len(todo)}/{len(grid)} runs from {results_path}")
+    inputs = _RunInputs(config, loaded, dataset, out)
+    evaluation = _Evaluation(test_loader, reference_logits, labels)
     for method, objective, value in progress(todo, desc="sweep", unit="run"):
-        if objective == GREEDY_OBJECTIVE and objective not in importances:
-            importances[objective] = _calibration(config, loaded, dataset)
-        elif objective not in importances:
-            importances[objective] = _importance(config, loaded, dataset, objective, out)
-        statistics = None
-        if method in LOWRANK_METHODS and config.lowrank_metric == "whiten":
-            if "moments" not in importances:
-                importances["moments"] = _input_moments(config, loaded, dataset)
-            statistics = importances["moments"]
-        row = _one_run(config, loaded, importances[objective], method, objective, value,
-                       test_loader, reference_logits, labels, out, statistics)
+        row = _one_run(config, inputs, method, objective, value, evaluation)
         done[_run_key(method, objective, value)] = row
         with open(results_path, "a") as handle:  # append-only log: resumable
             handle.write(json.dumps(row) + "\n")
@@ -193,19 +170,15 @@ def run_sweep(config: SweepConfig) -> SweepResult:
 
 def _grid(config: SweepConfig) -> list[tuple[str, str, float]]:
     """Every (method, objective, setting value) the sweep runs, in order."""
-    settings = {"prune": config.kept_fractions, "quantize": config.clusters,
-                "prune+quantize": config.kept_fractions, "lowrank": config.ranks,
-                "lowrank+quantize": config.ranks, "greedy-prune": config.greedy_p,
-                "greedy-quantize": config.greedy_k}
     return [(m, o, v) for m in config.methods
-            for o in ((GREEDY_OBJECTIVE,) if m.startswith("greedy") else config.objectives)
-            for v in settings[m]]
+            for o in (config.objectives if get(m).uses_importance else (GREEDY_OBJECTIVE,))
+            for v in config.grid[m]]
 
 
 def _check_before_work(config: SweepConfig) -> None:
     """Every choice of ``config`` checked by building what the runs will build (cheap), so that
     a bad one fails before training, importance or any compression writes a row."""
-    from rdcompress.compress.api import CODERS
+    from rdcompress.codec import CODERS
     from rdcompress.data import SPLITS
     from rdcompress.importance.config import ImportanceConfig
     from rdcompress.models.zoo import get_entry
@@ -252,8 +225,18 @@ def _check_resumable(config: SweepConfig, out: Path) -> None:
     except json.JSONDecodeError:
         return  # a config.json cut by an interruption: written again below
     current = config.to_dict()
-    changed = [f"{key}: {previous.get(key)!r} -> {current[key]!r}" for key in RESULT_FIELDS
-               if key in previous and previous[key] != current[key]]
+    if set(previous) - set(current):  # written by an older rdcompress: settings not comparable
+        raise ConfigError(
+            f"{out} holds a sweep written by an older rdcompress (settings "
+            f"{sorted(set(previous) - set(current))}); its rows may differ from this version's. "
+            "Choose another output directory (-o).")
+    changed = [f"{key}: {previous.get(key)!r} -> {current[key]!r}" for key in current
+               if key not in (*NOT_RESULT_FIELDS, "options") and key in previous
+               and previous[key] != current[key]]
+    for method in set(previous.get("options", {})) & set(current["options"]):
+        if previous["options"][method] != current["options"][method]:
+            changed.append(f"options of {method}: {previous['options'][method]!r} -> "
+                           f"{current['options'][method]!r}")
     if changed:
         raise ConfigError(
             f"{out} holds a sweep made with other settings ({'; '.join(changed)}); its results "
@@ -297,14 +280,6 @@ def _calibration(config: SweepConfig, loaded: LoadedModel, dataset: str) -> Any:
     return tensor_loader(*_subset(loader, config.calibration_samples), batch_size=128)
 
 
-def _input_moments(config: SweepConfig, loaded: LoadedModel, dataset: str) -> dict:
-    """E[x xᵀ] of every Linear/Conv2d input on the calibration set (whitened low rank)."""
-    from rdcompress.lowrank import collect_input_moments
-
-    moments = collect_input_moments(loaded.module, _calibration(config, loaded, dataset))
-    return moments.layer_statistics()
-
-
 def _subset(loader: Any, count: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``count`` samples of a seeded shuffled loader, already preprocessed."""
     inputs, targets, seen = [], [], 0
@@ -317,35 +292,63 @@ def _subset(loader: Any, count: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat(inputs)[:count], torch.cat(targets)[:count]
 
 
-def _one_run(config: SweepConfig, loaded: LoadedModel, importance: Any, method: str,
-             objective: str, value: float, test_loader: Any, reference_logits: torch.Tensor,
-             labels: torch.Tensor, out: Path, statistics: dict | None = None) -> dict[str, Any]:
+@dataclass
+class _Evaluation:
+    """The held-out set and the original model's outputs on it."""
+
+    loader: Any
+    reference_logits: torch.Tensor
+    labels: torch.Tensor
+
+
+class _RunInputs:
+    """What runs share, made on first use: importances by objective, the calibration loader,
+    and the cache that methods keep between runs (allocation menus, input moments)."""
+
+    def __init__(self, config: SweepConfig, loaded: LoadedModel, dataset: str, out: Path):
+        self.config, self.loaded, self.dataset, self.out = config, loaded, dataset, out
+        self.importances: dict[str, Any] = {}
+        self.cache: dict = {}
+        self._calibration: Any = None
+
+    def importance(self, objective: str) -> Any:
+        if objective not in self.importances:
+            self.importances[objective] = _importance(self.config, self.loaded, self.dataset,
+                                                      objective, self.out)
+        return self.importances[objective]
+
+    def calibration(self) -> Any:
+        if self._calibration is None:
+            self._calibration = _calibration(self.config, self.loaded, self.dataset)
+        return self._calibration
+
+
+def _one_run(config: SweepConfig, inputs: _RunInputs, method: str, objective: str, value: float,
+             evaluation: _Evaluation) -> dict[str, Any]:
     from rdcompress.compress import compress, load
     from rdcompress.evaluate import classification_metrics, collect_outputs
 
     start = time.perf_counter()
+    spec = get(method)
     method_config, setting = _method_config(config, method, objective, value)
-    if method.startswith("greedy"):
-        from rdcompress.greedy import greedy_compress
-
-        # ``importance`` is the calibration loader here: the greedy score is the loss change
-        compressed = greedy_compress(loaded.module, importance, method_config,
-                                     model_spec=loaded.spec, coder=config.coder)
-    else:
-        compressed = compress(loaded.module, method_config, importance, model_spec=loaded.spec,
-                              coder=config.coder, layer_statistics=statistics)
-    path = out / "models" / (f"{method}-{objective}-{value:g}".replace("+", "-") + ".rdz")
+    wants_data = spec.needs_of(method_config) & {"calibration", "input_moments"}
+    loaded = inputs.loaded
+    compressed = compress(
+        loaded.module, method_config,
+        inputs.importance(objective) if spec.uses_importance else None,
+        model_spec=loaded.spec, coder=config.coder, cache=inputs.cache,
+        calibration=inputs.calibration() if wants_data else None)
+    path = inputs.out / "models" / (f"{method}-{objective}-{value:g}".replace("+", "-") + ".rdz")
     path.parent.mkdir(parents=True, exist_ok=True)
     summary = compressed.save(path)
     # the file's own spec rebuilds zoo models; other architectures are the one already loaded
     module = load(path, model=None if is_zoo_spec(loaded.spec) else _fresh_copy(loaded.module))
-    logits, _ = collect_outputs(module, test_loader)
-    metrics = classification_metrics(logits, labels, reference_logits)
-    # the paper's ratio: kept fraction (pruning), Huffman bits / 32 (quantization); for low
-    # rank the fraction of numbers kept, its analogue; the combinations: the paper's formula
-    paper_ratio = (float(value) if method in ("prune", "lowrank") else
-                   _kept_fraction(compressed) if method == "greedy-prune" else
-                   summary.paper_ratio)
+    logits, _ = collect_outputs(module, evaluation.loader)
+    metrics = classification_metrics(logits, evaluation.labels, evaluation.reference_logits)
+    # the paper's ratio: kept fraction (pruning), Huffman bits / 32 (quantization), ...: the
+    # method says (MethodSpec.paper_ratio); the file's formula otherwise
+    paper_ratio = (spec.paper_ratio(method_config, compressed, summary) if spec.paper_ratio
+                   else summary.paper_ratio)
     return {
         "method": method, "objective": objective, "setting": setting, "value": float(value),
         "paper_ratio": paper_ratio,
@@ -356,68 +359,20 @@ def _one_run(config: SweepConfig, loaded: LoadedModel, importance: Any, method: 
         "kl": metrics.kl, "reverse_kl": metrics.reverse_kl, "agreement": metrics.agreement,
         "seconds": round(time.perf_counter() - start, 3), "seed": config.seed,
         "temperature": config.temperature, "hessian_mu": config.hessian_mu,
+        "config": method_config.to_dict(),
     }
 
 
 def _method_config(config: SweepConfig, method: str, objective: str,
                    value: float) -> tuple[Any, str]:
     """(the method's config, the row's setting label) of one run; ConfigError if invalid."""
-    from rdcompress.compress import PruneConfig, PruneQuantizeConfig, QuantizeConfig
-
-    if method == "prune":
-        method_config: Any = PruneConfig(kept_fraction=float(value))
-        setting = f"kept={value:g}"
-    elif method == "prune+quantize":
-        method_config = PruneQuantizeConfig(kept_fraction=float(value),
-                                            clusters=config.combine_clusters,
-                                            algorithm=_quantizer(config, objective))
-        setting = f"kept={value:g},k={config.combine_clusters}"
-    elif method in LOWRANK_METHODS:
-        method_config = _lowrank_config(config, objective, float(value),
-                                        quantized=method == "lowrank+quantize")
-        setting = f"ratio={value:g}" + (f",k={config.combine_clusters}"
-                                        if method == "lowrank+quantize" else "")
-    elif method.startswith("greedy"):
-        from rdcompress.greedy import GreedyConfig
-
-        mode = method.removeprefix("greedy-")
-        method_config = GreedyConfig(mode=mode, alpha=config.greedy_alpha, seed=config.seed,
-                                     **({"p": float(value)} if mode == "prune"
-                                        else {"k": int(value)}))
-        setting = f"p={value:g}" if mode == "prune" else f"k={int(value)}"
-    else:
-        method_config = QuantizeConfig(clusters=int(value),
-                                       algorithm=_quantizer(config, objective))
-        setting = f"k={int(value)}"
-    return method_config, setting
-
-
-def _kept_fraction(compressed: Any) -> float:
-    layers = compressed.layers.values()
-    return sum(layer.kept for layer in layers) / sum(layer.numel for layer in layers)
-
-
-def _quantizer(config: SweepConfig, objective: str) -> str:
-    # the quartic term of gradient+hessian needs Algorithm 2 (App. C.2) to be minimized
-    return ("quartic" if objective == "gradient+hessian" and config.algorithm == "lloyd"
-            else config.algorithm)
-
-
-def _lowrank_config(config: SweepConfig, objective: str, ratio: float,
-                    quantized: bool = False) -> Any:
-    """Ranks allocated globally by the objective; I = 1 (baseline) makes weighted/fwsvd = svd.
-    ``quantized`` (lowrank+quantize): factors get ``combine_clusters`` centroids each."""
-    from rdcompress.compress.lowrank import LowRankConfig
-
-    metric = config.lowrank_metric
-    if objective == "baseline" and metric in ("weighted", "fwsvd"):
-        metric = "svd"
-    if quantized:
-        return LowRankConfig(metric=metric, ratio=ratio, allocation="global",
-                             storage="quantized", clusters=config.combine_clusters)
-    bits = 4 if config.lowrank_storage == "quantized" else None
-    return LowRankConfig(metric=metric, ratio=ratio, allocation="global",
-                         storage=config.lowrank_storage, bits=bits)
+    spec = get(method)
+    assert spec.sweep is not None  # SweepConfig checked it
+    fields = {**config.options[method], spec.sweep.field: spec.sweep.type(value)}
+    if "seed" in config_fields(spec.config):
+        fields.setdefault("seed", config.seed)
+    method_config = spec.build(**spec.adapt(fields, objective))
+    return method_config, spec.describe(method_config)
 
 
 def _fresh_copy(module: torch.nn.Module) -> torch.nn.Module:

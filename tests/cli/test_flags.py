@@ -44,7 +44,12 @@ def test_sweep_old_and_new_spellings_give_the_same_config(tmp_path):
     assert new == sweep_config(_parse("sweep", [*SWEEP_OLD, *out]))
     assert new == sweep_config(_parse("sweep", [*SWEEP_NEW[:4], "-p", "0.4,0.6",
                                                 *SWEEP_NEW[6:], *out]))
-    assert (new.kept_fractions, new.ranks, new.greedy_p, new.greedy_k, new.greedy_alpha) == (
+    assert new.methods == SweepConfig().methods == ("prune", "quantize")  # the default
+    every = ["--methods", "prune,lowrank,greedy-prune,greedy-quantize"]
+    new = sweep_config(_parse("sweep", [*SWEEP_NEW, *every, *out]))
+    assert new == sweep_config(_parse("sweep", [*SWEEP_OLD, *every, *out]))
+    assert (new.grid["prune"], new.grid["lowrank"], new.grid["greedy-prune"],
+            new.grid["greedy-quantize"], new.options["greedy-prune"]["alpha"]) == (
         (0.1, 0.2), (0.3,), (0.4, 0.6), (3,), 0.5)  # not the defaults: the flags were read
     defaults = sweep_config(_parse("sweep", out))
     assert defaults == SweepConfig(output_dir=str(tmp_path / "s"))  # defaults from the config
@@ -108,11 +113,11 @@ SWEEP_CASES = [
     (["--mu", "-1"], "mu=-1.0 must be a finite number >= 0"),
     (["--methods", "greedy-prune", "--keep-prob", "2"], "p=2.0"),
     (["--methods", "greedy-quantize", "--grid-k", "0"], "k=0"),
-    (["--methods", "greedy-prune", "--alpha", "0"], "greedy_alpha 0.0"),
-    (["--methods", "lowrank", "--lowrank-keep", "2"], "ratio 2.0"),
+    (["--methods", "greedy-prune", "--alpha", "0"], "alpha=0.0"),
+    (["--methods", "lowrank", "--lowrank-keep", "2"], "ratio=2.0"),
     (["--methods", "prune+quantize", "--combine-clusters", "0"], "clusters=0"),
     (["--methods", "lowrank+quantize", "--combine-clusters", "-1"], "clusters=-1"),
-    (["--keep", "1.5"], "kept fraction 1.5"),
+    (["--keep", "1.5"], "kept_fraction=1.5 is outside"),
     (["--model", "foo"], "unknown zoo model 'foo'"),
     (["--data", "foo"], "--data 'foo' is not a known dataset"),
     (["--vary", "temp=1"], "--vary 'temp=1'"),
@@ -134,9 +139,12 @@ def test_sweep_refuses_a_bad_setting_before_any_work(argv, message, tmp_path, ca
 
 
 @pytest.mark.parametrize(("fields", "message"), [
-    ({"algorithm": "foo"}, "algorithm='foo'"), ({"coder": "zip"}, "coder 'zip'"),
+    ({"methods": ("quantize",), "options": {"quantize": {"algorithm": "foo"}}},
+     "algorithm='foo'"), ({"coder": "zip"}, "coder 'zip'"),
     ({"eval_split": "dev"}, "eval_split 'dev'"), ({"calibration_samples": 0}, "calibration"),
-    ({"methods": ("greedy-quantize",), "greedy_k": (0,)}, "k=0"),
+    ({"methods": ("greedy-quantize",), "grid": {"greedy-quantize": (0,)}}, "k=0"),
+    ({"options": {"quantize": {"colour": "red"}}}, "quantize has no setting 'colour'"),
+    ({"methods": ("nope",)}, "method 'nope' is unknown"),
     ({"temperature": "hot"}, "temperature='hot'"),
 ])
 def test_sweep_config_checks_what_the_runs_will_build(fields, message):
@@ -145,7 +153,8 @@ def test_sweep_config_checks_what_the_runs_will_build(fields, message):
 
 
 def test_sweep_config_checks_only_the_grids_it_runs():
-    SweepConfig(methods=("prune",), greedy_k=(0,), combine_clusters=100000)  # unused: fine
+    SweepConfig(methods=("prune",), grid={"greedy-quantize": (0,)},
+                options={"prune+quantize": {"clusters": 0}})  # unused: fine
 
 
 WIDTH_CASES = [

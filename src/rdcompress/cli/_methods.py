@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from rdcompress.cli._common import add_alias
@@ -131,12 +132,21 @@ def add_sweep_flags(parser: argparse.ArgumentParser, parse_values: Any) -> None:
         listed = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in axis.values)
         action = group.add_argument(
             *names, dest=dest(flag), type=parse_values(axis.type), default=None,
+            metavar="V1,V2,...",
             help=f"{axis.help}; for --methods {', '.join(s.name for s, _ in users)} "
                  f"(default {listed})")
         if axis.aliases:
             add_alias(group, action, *axis.aliases)
-    add_flags(parser, ((f"{spec.label} options (--methods {spec.name})", spec.sweep_options)
-                       for spec in specs() if spec.sweep is not None))
+    takers: dict[str, list[str]] = {}
+    for spec in specs():
+        for option in spec.sweep_options if spec.sweep is not None else ():
+            takers.setdefault(option.flag, []).append(spec.name)
+    add_flags(parser, (
+        (f"{spec.label} options (one value for every run)",
+         tuple(replace(option, help=f"{option.help}; for --methods "
+                                    f"{', '.join(takers[option.flag])}")
+               for option in spec.sweep_options))
+        for spec in specs() if spec.sweep is not None))
 
 
 def sweep_grid_and_options(args: argparse.Namespace, methods: Iterable[str]

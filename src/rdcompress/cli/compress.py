@@ -7,7 +7,6 @@ import argparse
 from typing import Any
 
 from rdcompress.cli._common import (
-    add_alias,
     add_data_arguments,
     add_model_arguments,
     check_outputs,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
+from typing import Any
 
 from rdcompress.cli._common import (
-    add_alias,
     add_trust_argument,
     check_dataset,
     check_output_dir,
@@ -14,12 +15,11 @@ from rdcompress.cli._common import (
     print_table,
     temperature,
 )
-from rdcompress.compress.api import CODERS
-from rdcompress.compress.lowrank import STORAGES
-from rdcompress.compress.quantize import ALGORITHMS
-from rdcompress.sweep import GREEDY_OBJECTIVE, LOWRANK_METRICS, METHODS, OBJECTIVES, SweepConfig
-
-_floats, _ints = comma_list(float), comma_list(int)
+from rdcompress.cli._methods import add_sweep_flags, sweep_grid_and_options
+from rdcompress.codec import CODERS
+from rdcompress.compress.registry import default_sweep, specs
+from rdcompress.errors import ConfigError
+from rdcompress.sweep import GREEDY_OBJECTIVE, OBJECTIVES, SweepConfig
 
 EPILOG = """\
 examples:
@@ -70,60 +70,31 @@ def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_grid_arguments(parser: argparse.ArgumentParser) -> None:
-    """The grid: methods x objectives x each method's settings."""
+    """The grid: methods x objectives x each method's values (flags from the registry)."""
     config = SweepConfig
-    parser.add_argument("--methods", type=comma_list(str, METHODS), default=config.methods,
-                        help=f"comma-separated: {', '.join(METHODS)} (default "
-                             f"{_listed(config.methods)}); with several methods the sweep also "
-                             "writes frontier.png/.csv, the methods at equal file size; the "
-                             "greedy methods score weights by the calibration loss, so they run "
-                             f"once per setting under the objective name '{GREEDY_OBJECTIVE}'")
+    sweepable = [spec.name for spec in specs() if spec.sweep is not None]
+    by_loss = [spec.name for spec in specs() if spec.sweep is not None
+               and not spec.uses_importance]
+    parser.add_argument("--methods", type=comma_list(str, sweepable), default=default_sweep(),
+                        help=f"comma-separated: {', '.join(sweepable)} (default "
+                             f"{_listed(default_sweep())}); with several methods the sweep also "
+                             "writes frontier.png/.csv, the methods at equal file size; "
+                             f"{', '.join(by_loss)} score weights by the calibration loss, so "
+                             "they run once per setting under the objective name "
+                             f"'{GREEDY_OBJECTIVE}'")
     parser.add_argument("--objectives", type=comma_list(str, OBJECTIVES),
                         default=config.objectives,
                         help=f"comma-separated: {', '.join(OBJECTIVES)} (default: all five)")
-    keep = parser.add_argument("--keep", type=_floats, default=config.kept_fractions,
-                               help="pruning: kept fractions per layer (default "
-                                    f"{_listed(config.kept_fractions)})")
-    add_alias(parser, keep, "--kept")
-    parser.add_argument("--clusters", type=_ints, default=config.clusters,
-                        help="quantization: centroids per layer (default "
-                             f"{_listed(config.clusters)})")
-    ranks = parser.add_argument("--lowrank-keep", type=_floats, default=config.ranks,
-                                help="low rank: fraction of the layers' numbers kept, ranks "
-                                     "allocated globally by each objective (default "
-                                     f"{_listed(config.ranks)})")
-    add_alias(parser, ranks, "--ranks")
-    parser.add_argument("--lowrank-metric", default=config.lowrank_metric,
-                        choices=LOWRANK_METRICS,
-                        help="low rank projection for non-baseline objectives: element-wise "
-                             "weighted by I (default), FWSVD rows, plain SVD, or whitened by the "
-                             "calibration inputs' second moments; the baseline is plain SVD")
-    parser.add_argument("--lowrank-storage", default=config.lowrank_storage, choices=STORAGES,
-                        help="how factors are stored (quantized: 4-bit codebooks + ANS; "
-                             f"default {config.lowrank_storage})")
-    parser.add_argument("--combine-clusters", type=int, default=config.combine_clusters,
-                        help="k of the quantizer in prune+quantize (the kept weights, settings "
-                             "from --keep) and lowrank+quantize (each factor, settings from "
-                             f"--lowrank-keep) (default {config.combine_clusters})")
-    prob = parser.add_argument("-p", "--keep-prob", type=_floats, default=config.greedy_p,
-                               help="greedy pruning: keep probabilities p (default "
-                                    f"{_listed(config.greedy_p)})")
-    add_alias(parser, prob, "--greedy-p")
-    grid_k = parser.add_argument("--grid-k", type=_ints, default=config.greedy_k,
-                                 help="greedy quantization: grid spacing M/k (default "
-                                      f"{_listed(config.greedy_k)})")
-    add_alias(parser, grid_k, "--greedy-k")
-    alpha = parser.add_argument("--alpha", type=float, default=config.greedy_alpha,
-                                help="greedy: fraction of each layer replaced (default "
-                                     f"{config.greedy_alpha:g})")
-    add_alias(parser, alpha, "--greedy-alpha")
+    add_sweep_flags(parser, comma_list)
+    parser.add_argument("--set", dest="settings", action="append", default=[],
+                        metavar="METHOD.FIELD=VALUE",
+                        help="any other setting of one method's config, for all its runs "
+                             "(repeatable), e.g. --set quantize.algorithm=optimal or --set "
+                             "prune.scope=global; values are read as JSON when they parse")
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     config = SweepConfig
-    parser.add_argument("--algorithm", default=config.algorithm, choices=ALGORITHMS,
-                        help="quantizer: lloyd (the paper's; quartic for gradient+hessian), "
-                             f"quartic, optimal or entropy (default {config.algorithm})")
     parser.add_argument("--coder", default=config.coder, choices=CODERS,
                         help=f"entropy coder of the .rdz files (default {config.coder})")
     parser.add_argument("--calibration-samples", type=positive_int,
@@ -154,18 +125,33 @@ def sweep_config(args: argparse.Namespace) -> SweepConfig:
     output_dir = args.output_dir or f"runs/sweep-{stem}"
     check_dataset(args.data)
     check_output_dir("-o", output_dir)
+    grid, options = sweep_grid_and_options(args, args.methods)
+    for method, values in parse_settings(args.settings).items():
+        options[method] = {**options.get(method, {}), **values}
     return SweepConfig(
         model=args.model, weights=args.weights, data=args.data, data_dir=args.data_dir,
-        output_dir=output_dir, methods=args.methods,
-        objectives=args.objectives, kept_fractions=args.keep, clusters=args.clusters,
-        ranks=args.lowrank_keep, lowrank_metric=args.lowrank_metric,
-        lowrank_storage=args.lowrank_storage, greedy_p=args.keep_prob, greedy_k=args.grid_k,
-        greedy_alpha=args.alpha, combine_clusters=args.combine_clusters,
-        algorithm=args.algorithm, coder=args.coder,
-        calibration_samples=args.calibration_samples, temperature=args.temperature,
-        hessian_mu=args.mu, eval_limit=args.eval_limit, train_epochs=args.epochs,
-        seed=args.seed, trust_code=args.trust_code,
+        output_dir=output_dir, methods=args.methods, objectives=args.objectives, grid=grid,
+        options=options, coder=args.coder, calibration_samples=args.calibration_samples,
+        temperature=args.temperature, hessian_mu=args.mu, eval_limit=args.eval_limit,
+        train_epochs=args.epochs, seed=args.seed, trust_code=args.trust_code,
     )
+
+
+def parse_settings(items: list[str]) -> dict[str, dict[str, Any]]:
+    """["quantize.algorithm=optimal", ...] -> {"quantize": {"algorithm": "optimal"}}."""
+    settings: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        method, dot, name = key.strip().rpartition(".")
+        if not (sep and dot and method and name):
+            raise ConfigError(f"--set {item!r}: expected METHOD.FIELD=VALUE, e.g. "
+                              "quantize.algorithm=optimal")
+        try:
+            value: Any = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        settings.setdefault(method, {})[name] = value
+    return settings
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,10 +12,10 @@ from rdcompress.compress._layers import LayerStats
 from rdcompress.compress.allocate import AllocateConfig
 from rdcompress.compress.api import CompressedModel, assemble, compress, load, select_layers
 from rdcompress.compress.compose import compose_weight, make_recipe, part_name
+from rdcompress.compress.lowrank import LowRankConfig
 from rdcompress.compress.prune import PruneConfig
 from rdcompress.compress.prune_quantize import PruneQuantizeConfig
 from rdcompress.compress.quantize import ALGORITHMS, QuantizeConfig
-from rdcompress.compress.lowrank import LowRankConfig
 from rdcompress.compress.registry import (
     MethodSpec,
     config_from_dict,

@@ -27,7 +27,7 @@ from rdcompress.compress._layers import (
     LayerStats,
     fp32_bytes,
 )
-from rdcompress.compress.compose import compose_state
+from rdcompress.compress.compose import LOWRANK, compose_state
 from rdcompress.compress.context import Context, results_or_model
 from rdcompress.compress.registry import MethodSpec, spec_of
 from rdcompress.errors import ConfigError, ImportanceMismatchError, ModelError, NonFiniteError
@@ -264,7 +264,7 @@ def _factorized(module: nn.Module, manifest: dict, parts: dict[str, torch.Tensor
     factors = {}
     for name, recipe in (manifest.get("composites") or {}).items():
         owner = modules.get(name.removesuffix(".weight")) if name.endswith(".weight") else None
-        if recipe.get("op") == "lowrank" and owner is not None and can_factorize(owner):
+        if recipe.get("op") == LOWRANK and owner is not None and can_factorize(owner):
             factors[name] = (parts[recipe["parts"][0]], parts[recipe["parts"][1]])
     return factorize_modules(module, factors) if factors else module
 

@@ -20,7 +20,8 @@ import torch
 from rdcompress.errors import FormatError
 
 SEPARATOR = "::"
-OPS = ("lowrank", "sum")
+LOWRANK, SUM = "lowrank", "sum"  # the ops of the format (docs/rdz-format.md)
+OPS = (LOWRANK, SUM)
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
            "float64": torch.float64}
 
@@ -122,7 +123,7 @@ def _check_part_shapes(where: str, op: str, parts: list[torch.Tensor],
     for size in shape:
         numel *= size
     shapes = [tuple(p.shape) for p in parts]
-    if op == "sum":
+    if op == SUM:
         if any(part_shape != shape for part_shape in shapes):
             raise FormatError(f"sum {where}: parts {shapes} should all have shape {shape}; the "
                               f"file is corrupt.")
@@ -146,7 +147,7 @@ def compose_weight(name: str, recipe: dict, tensors: dict[str, torch.Tensor]) ->
                   {})
     op, parts = recipe["op"], [tensors[p] for p in recipe["parts"]]
     shape, dtype = tuple(int(d) for d in recipe["shape"]), _DTYPES[recipe["dtype"]]
-    if op == "lowrank":
+    if op == LOWRANK:
         dense = parts[0].to(torch.float64) @ parts[1].to(torch.float64)
     else:
         dense = torch.zeros(shape, dtype=torch.float64).reshape(-1)

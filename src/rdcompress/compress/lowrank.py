@@ -31,7 +31,7 @@ from rdcompress.compress._layers import (
     quantized_result,
     run_quantizer,
 )
-from rdcompress.compress.compose import compose_weight, make_recipe, part_name
+from rdcompress.compress.compose import LOWRANK, SUM, compose_weight, make_recipe, part_name
 from rdcompress.compress.context import MOMENT_KEY, Context
 from rdcompress.compress.prune_quantize import COMBINE_CLUSTERS
 from rdcompress.compress.quantize import ALGORITHM, ALGORITHMS, BITS, CLUSTERS, MAX_BITS
@@ -233,7 +233,7 @@ def _factor_result(layer: LayerInput, config: LowRankConfig, W: torch.Tensor, I:
         storage = torch.float16 if config.storage == "float16" else dtype
         A_hat, B_hat = A.to(storage), B.to(storage)  # (out, r), (r, d): what the file holds
         parts = [RawTensor(names[0], A_hat), RawTensor(names[1], B_hat)]
-    recipe = make_recipe("lowrank", name, ["A", "B"], tuple(layer.weight.shape), dtype)
+    recipe = make_recipe(LOWRANK, name, ["A", "B"], tuple(layer.weight.shape), dtype)
     weight = compose_weight(name, recipe, {names[0]: A_hat, names[1]: B_hat})
     stats = _stats(layer, weight, layer.weight.numel(), clusters, entropy)
     stats.rank = A.shape[1]
@@ -289,7 +289,7 @@ def _dense_result(layer: LayerInput, config: LowRankConfig) -> LayerResult:
     if config.storage == "float16" and layer.weight.dtype != torch.float16:
         name = part_name(layer.name, "D")
         half = layer.weight.to(torch.float16)
-        recipe = make_recipe("sum", layer.name, ["D"], tuple(layer.weight.shape),
+        recipe = make_recipe(SUM, layer.name, ["D"], tuple(layer.weight.shape),
                              layer.weight.dtype)
         weight = compose_weight(layer.name, recipe, {name: half})
         return LayerResult(None, weight, _stats(layer, weight, weight.numel(), None, None),
@@ -357,7 +357,9 @@ register(MethodSpec(
                                 _needs_quantized(BITS), ALGORITHM, ITERS, EPS),
     sweep=RATIO_AXIS, sweep_defaults={"allocation": "global", "storage": "float16",
                                       "metric": "weighted"},
-    sweep_options=(SWEEP_METRIC, STORAGE), adapt=sweep_lowrank, setting=_ratio_label,
+    sweep_options=(SWEEP_METRIC, replace(STORAGE, help="how the factors are stored (sweep "
+                                         "default float16; quantized: 4-bit codebooks)")),
+    adapt=sweep_lowrank, setting=_ratio_label,
     paper_ratio=lambda config, compressed, summary: config.ratio,  # fraction of numbers kept
     style={"color": "tab:orange", "linestyle": "-."},
 ))

@@ -96,5 +96,5 @@ register(MethodSpec(
     example={"kept_fraction": 0.5}, flags=(KEEP, SCOPE, STRUCTURED), sweep=KEPT_AXIS,
     setting=lambda config: f"kept={config.kept_fraction:g}",
     paper_ratio=lambda config, compressed, summary: config.kept_fraction,  # the paper's ratio
-    style={"color": "tab:gray", "linestyle": "--"},
+    style={"color": "tab:gray", "linestyle": "--"}, in_default_sweep=True,
 ))

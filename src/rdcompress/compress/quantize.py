@@ -121,5 +121,5 @@ register(MethodSpec(
                     "quantization: centroids per layer"),
     sweep_defaults={"algorithm": "lloyd"}, sweep_options=(ALGORITHM,), adapt=sweep_quantizer,
     setting=lambda config: f"k={config.k}",
-    style={"color": "tab:blue", "linestyle": "-"},
+    style={"color": "tab:blue", "linestyle": "-"}, in_default_sweep=True,
 ))

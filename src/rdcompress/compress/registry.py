@@ -15,10 +15,11 @@ greedy compression builds on ``rdcompress.compress``).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from rdcompress.errors import ConfigError
@@ -51,8 +52,8 @@ class Flag:
     #                              or --bits B"); None: optional (the config's default)
     group: str | None = None  # flags of one group are mutually exclusive
     check: tuple[Callable[[Any], bool], str] | None = None  # (valid(value), "is outside ...")
-    requires: Mapping[str, Any] = field(default_factory=dict)  # other fields it needs, e.g.
-    #                                                             {"storage": "quantized"}
+    # other fields it needs, e.g. {"storage": "quantized"}
+    requires: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     metavar: str | None = None
 
 
@@ -63,7 +64,7 @@ class SweepAxis:
     field: str  # the config field
     values: tuple  # the default grid
     flag: str  # the sweep flag that lists values ("--keep"); methods may share one
-    type: Callable[[str], Any] = float  # of one value
+    type: Callable[[Any], Any] = float  # of one value (from the command line or JSON)
     help: str = ""
     aliases: tuple[str, ...] = ()
     short: str | None = None
@@ -88,22 +89,24 @@ class MethodSpec:
     handler: Callable[[Any, Any], Any]
     label: str  # in prose and messages: "pruning", "quantization"
     example: Mapping[str, Any]  # kwargs of a small valid config (tests, docs)
-    fixed: Mapping[str, Any] = field(default_factory=dict)  # fields this name fixes when the
-    #                                           config type serves several names (greedy modes)
+    # the fields this name fixes when the config type serves several names (greedy modes)
+    fixed: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     needs: frozenset[str] = frozenset()  # from the caller, whatever the settings: "calibration"
     uses_importance: bool = True  # False: scored on the calibration loss; a sweep runs it once
     #                               under the objective name "loss"
     flags: tuple[Flag, ...] = ()  # its ``rdcompress compress`` flags
     implied_by: tuple[str, ...] = ()  # flags that choose this method when --method is absent
     sweep: SweepAxis | None = None  # None: not offered by ``rdcompress sweep``
-    sweep_defaults: Mapping[str, Any] = field(default_factory=dict)  # fields a sweep sets
+    in_default_sweep: bool = False  # swept when the user names no methods
+    # the fields a sweep sets unless its options say otherwise
+    sweep_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     sweep_options: tuple[Flag, ...] = ()  # sweep flags that set one field for every run
     adapt: Callable[[dict[str, Any], str], dict[str, Any]] = _no_change  # a sweep run's
     #   fields for an importance objective (e.g. the quartic quantizer for gradient+hessian)
     setting: Callable[[Any], str] | None = None  # the row's setting label (default: axis=value)
     paper_ratio: Callable[[Any, Any, Any], float] | None = None  # (config, compressed,
     #   summary) -> the paper's ratio of the run; default: summary.paper_ratio
-    style: Mapping[str, Any] = field(default_factory=dict)  # matplotlib: color, linestyle
+    style: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # color, linestyle
 
     def build(self, **values: Any) -> Any:
         """The config with ``values`` and this name's fixed fields (ConfigError if invalid)."""
@@ -179,6 +182,11 @@ def names() -> tuple[str, ...]:
     return tuple(spec.name for spec in specs())
 
 
+def default_sweep() -> tuple[str, ...]:
+    """The methods a sweep runs when none are named."""
+    return tuple(spec.name for spec in specs() if spec.in_default_sweep and spec.sweep)
+
+
 def get(name: str) -> MethodSpec:
     """The spec of method ``name``; ConfigError listing the known ones otherwise."""
     _load_builtins()
@@ -198,6 +206,14 @@ def spec_of(config: Any) -> MethodSpec:
         raise ConfigError(f"config of type {type(config).__name__} has no registered method; "
                           f"expected one of {known}.")
     return spec
+
+
+def style(name: str) -> dict[str, Any]:
+    """The plot style of method ``name`` (``"LABEL/name"`` of compared sweeps too); {} for a
+    name no longer registered (rows from older results)."""
+    _load_builtins()
+    spec = _REGISTRY.get(name.rsplit("/", 1)[-1])
+    return dict(spec.style) if spec else {}
 
 
 def config_from_dict(data: Mapping[str, Any]) -> Any:

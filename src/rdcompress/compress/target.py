@@ -231,7 +231,8 @@ TARGET_REQUIRED = "a target: --target-size, --target-ratio, --max-kl or --max-ac
 
 
 def _target(flag: str, field: str, kind: Any, help: str, metavar: str) -> Flag:
-    return Flag(flag, field, kind, help=help, group="target", required=TARGET_REQUIRED, metavar=metavar)
+    return Flag(flag, field, kind, help=help, group="target", required=TARGET_REQUIRED,
+                metavar=metavar)
 
 
 def _target_label(config: AllocateConfig) -> str:
@@ -256,7 +257,7 @@ QUANTIZER = Flag("--quantizer", "quantizer", choices=QUANTIZERS,
                       "moments of --data)")
 register(MethodSpec(
     name="allocate", config=AllocateConfig, handler=handle_allocate, label="allocation",
-    example={"target_ratio": 3.0}, implied_by=tuple(flag.flag for flag in TARGET_FLAGS),
+    example={"target_bytes": 2000}, implied_by=tuple(flag.flag for flag in TARGET_FLAGS),
     flags=(*TARGET_FLAGS, QUANTIZER, Flag("--steps-per-octave", "steps_per_octave", int,
                                           help="grid steps tried per factor of 2 (default 2)")),
     sweep=SweepAxis("target_ratio", (8.0, 12.0, 16.0, 24.0, 32.0), "--target-ratios", float,

@@ -35,12 +35,12 @@ from rdcompress.compress._layers import (
     layer_distortion,
 )
 from rdcompress.compress.api import CompressedModel, compress
-from rdcompress.compress.compose import compose_weight, make_recipe, part_name
+from rdcompress.compress.compose import SUM, compose_weight, make_recipe, part_name
 from rdcompress.compress.context import Context
 from rdcompress.compress.prune import STRUCTURED
 from rdcompress.compress.registry import Flag, MethodSpec, SweepAxis, register
 from rdcompress.errors import ConfigError, NonFiniteError
-from rdcompress.greedy.config import GreedyConfig
+from rdcompress.greedy.config import PRUNE, QUANTIZE, GreedyConfig
 from rdcompress.greedy.curvature import hessian_diagonal, owner, second_order_scores
 from rdcompress.greedy.exact import exact_scores
 from rdcompress.greedy.loop import LayerOutcome, Scorer, greedy_layer, step_count
@@ -122,7 +122,7 @@ def handle_greedy(ctx: Context, config: GreedyConfig) -> CompressedModel:
 
 def _outcomes(model: nn.Module, name: str, weight: torch.Tensor, config: GreedyConfig
               ) -> Outcomes:
-    if config.mode == "quantize":
+    if config.mode == QUANTIZE:
         bound = float(weight.abs().max()) if weight.numel() else 0.0
         return rounding_outcomes(weight, rounding_grid(bound, config.k, weight.dtype))
     dim = None
@@ -154,7 +154,7 @@ def _layer_result(name: str, original: torch.Tensor, done: LayerOutcome, outcome
                   config: GreedyConfig, block: int) -> LayerResult:
     shape, dtype_name = tuple(original.shape), DTYPE_NAMES[original.dtype]
     new_flat = done.weight.reshape(-1)
-    if config.mode == "prune":
+    if config.mode == PRUNE:
         kept = ~done.replaced | done.drew_high  # (numel,)
         kept_values: Any = new_flat[kept].clone()  # the codec takes torch tensors
         pruned = PrunedTensor(name, shape, dtype_name, kept.numpy().copy(), kept_values)
@@ -179,7 +179,7 @@ def _layer_result(name: str, original: torch.Tensor, done: LayerOutcome, outcome
         PrunedTensor(part_name(name, "r"), shape, dtype_name, (~replaced).numpy().copy(),
                      untouched),
     ]
-    recipe = make_recipe("sum", name, ["q", "r"], shape, original.dtype)
+    recipe = make_recipe(SUM, name, ["q", "r"], shape, original.dtype)
     weight = compose_weight(name, recipe, {p.name: _decoded(p, original.dtype) for p in parts})
     return LayerResult(None, weight, _stats(name, original, weight, done, block,
                                             original.numel(), levels.numel(), entropy),
@@ -223,23 +223,29 @@ ALPHA = Flag("--alpha", "alpha", float, aliases=("--greedy-alpha",),
              help="greedy: fraction of each layer replaced (default 0.9)")
 SCORE = Flag("--greedy-score", "score", choices=("second-order", "exact"),
              help="second-order (default) or exact: forward passes per weight (small models)")
-GREEDY = {"config": GreedyConfig, "handler": handle_greedy, "needs": frozenset({"calibration"}),
-          "uses_importance": False, "sweep_defaults": {"alpha": 0.9}, "sweep_options": (ALPHA,)}
-register(MethodSpec(
-    name="greedy-prune", label="greedy pruning", fixed={"mode": "prune"}, example={"p": 0.5},
+
+
+def _greedy_spec(**kwargs: Any) -> MethodSpec:
+    """The two greedy modes share a config, handler, needs and sweep options."""
+    return MethodSpec(config=GreedyConfig, handler=handle_greedy, uses_importance=False,
+                      needs=frozenset({"calibration"}), sweep_defaults={"alpha": 0.9},
+                      sweep_options=(ALPHA,), **kwargs)
+
+
+register(_greedy_spec(
+    name="greedy-prune", label="greedy pruning", fixed={"mode": PRUNE}, example={"p": 0.5},
     flags=(Flag("--keep-prob", "p", float, short="-p", help="t = w·Bernoulli(p)/p (default "
                 "0.3)"), ALPHA, SCORE, STRUCTURED),
     sweep=SweepAxis("p", (0.1, 0.2, 0.3, 0.5), "--keep-prob", float,
                     "greedy pruning: keep probabilities p", aliases=("--greedy-p",), short="-p"),
     setting=lambda config: f"p={config.p:g}", paper_ratio=_kept_fraction,
-    style={"color": "tab:olive", "linestyle": ":"}, **GREEDY,
+    style={"color": "tab:olive", "linestyle": ":"},
 ))
-register(MethodSpec(
-    name="greedy-quantize", label="greedy quantization", fixed={"mode": "quantize"},
+register(_greedy_spec(
+    name="greedy-quantize", label="greedy quantization", fixed={"mode": QUANTIZE},
     example={"k": 2}, flags=(Flag("--grid-k", "k", int, help="stochastic rounding to spacing "
                                   "M/k (default 4)"), ALPHA, SCORE),
     sweep=SweepAxis("k", (1, 2, 4, 8), "--grid-k", int, "greedy quantization: grid spacing M/k",
                     aliases=("--greedy-k",)),
     setting=lambda config: f"k={config.k}", style={"color": "tab:cyan", "linestyle": ":"},
-    **GREEDY,
 ))

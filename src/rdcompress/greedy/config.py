@@ -9,7 +9,8 @@ from typing import Any
 
 from rdcompress.errors import ConfigError
 
-MODES = ("prune", "quantize")
+PRUNE, QUANTIZE = "prune", "quantize"  # the modes (not the methods of the same names)
+MODES = (PRUNE, QUANTIZE)
 SCORES = ("exact", "second-order")
 LOSSES = ("auto", "cross-entropy", "mse")
 DEFAULT_REFRESHES = 20  # score refreshes per layer of the second-order score when block=None
