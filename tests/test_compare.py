@@ -1,5 +1,6 @@
 """Comparing finished sweeps: merged fronts, renamed methods, refusals."""
 
+import hashlib
 import json
 
 import pytest
@@ -9,13 +10,15 @@ from rdcompress.compare import compare_sweeps
 from rdcompress.errors import ConfigError, FormatError
 
 
-def _sweep(path, model_bytes, rows, eval_limit=None):
+def _sweep(path, model_bytes, rows, eval_limit=None, accuracy=None):
+    """A finished sweep's sweep.json (results.py), with the model's weights as a hash."""
     path.mkdir()
-    (path / "net.safetensors").write_bytes(model_bytes)
-    config = {"model": str(path / "net.safetensors"), "weights": None, "data": "digits",
+    config = {"model": "net.safetensors", "weights": None, "data": "digits",
               "eval_split": "test", "eval_limit": eval_limit}
-    (path / "config.json").write_text(json.dumps(config))
-    (path / "results.json").write_text(json.dumps(rows))
+    model = {"source": "net.safetensors", "weights_sha256": hashlib.sha256(model_bytes).hexdigest()}
+    reference = {"accuracy": accuracy} if accuracy is not None else {}
+    (path / "sweep.json").write_text(json.dumps({"format": 1, "config": config, "model": model,
+                                                 "reference": reference, "rows": rows}))
     return path
 
 
@@ -47,17 +50,15 @@ def test_different_models_or_samples_are_refused(tmp_path):
     a = _sweep(tmp_path / "a", b"one", [_row("quantize", 4, 0.9)])
     b = _sweep(tmp_path / "b", b"two", [_row("prune", 2, 0.8)])
     c = _sweep(tmp_path / "c", b"one", [_row("prune", 2, 0.8)], eval_limit=500)
-    (c / "net.safetensors").write_bytes(b"one")
     with pytest.raises(ConfigError, match="not comparable.*allow-different"):
         compare_sweeps([a, b], tmp_path / "out")
     with pytest.raises(ConfigError, match="eval_limit: None vs 500"):
         compare_sweeps([a, c], tmp_path / "out")
     assert not (tmp_path / "out").exists()  # nothing written
-    d = _sweep(tmp_path / "d", b"one", [_row("prune", 2, 0.8)])
-    (a / "reference.json").write_text(json.dumps({"accuracy": 0.98}))
-    (d / "reference.json").write_text(json.dumps({"accuracy": 0.97}))
+    e = _sweep(tmp_path / "e", b"one", [_row("prune", 2, 0.8)], accuracy=0.98)
+    d = _sweep(tmp_path / "d", b"one", [_row("prune", 2, 0.8)], accuracy=0.97)
     with pytest.raises(ConfigError, match="original accuracy: 0.98 vs 0.97"):
-        compare_sweeps([a, d], tmp_path / "out")
+        compare_sweeps([e, d], tmp_path / "out")
     assert len(compare_sweeps([a, b], tmp_path / "out", allow_different=True).rows) == 2
 
 
@@ -65,13 +66,13 @@ def test_bad_directories_get_clear_errors(two_sweeps, tmp_path):
     a, b = two_sweeps
     with pytest.raises(ConfigError, match="at least two"):
         compare_sweeps([a], tmp_path / "out")
-    with pytest.raises(ConfigError, match="no config.json: it is not a finished sweep"):
+    with pytest.raises(ConfigError, match="no sweep.json: it is not a finished sweep"):
         compare_sweeps([a, tmp_path], tmp_path / "out")
     with pytest.raises(ConfigError, match="distinct"):
         compare_sweeps([a, b], tmp_path / "out", labels=["x", "x"])
     with pytest.raises(ConfigError, match="without '/'"):
         compare_sweeps([a, b], tmp_path / "out", labels=["x/1", "y"])
-    (b / "results.json").write_text("{not json")
+    (b / "sweep.json").write_text("{not json")
     with pytest.raises(FormatError, match="not valid JSON"):
         compare_sweeps([a, b], tmp_path / "out")
 

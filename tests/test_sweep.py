@@ -61,6 +61,25 @@ def test_sweep_resumes_without_redoing_runs(sweep_dir):
                                        for x in lines[6:])
 
 
+def test_sweep_file_describes_itself(sweep_dir):
+    from rdcompress._io import state_dict_sha256
+    from rdcompress.models import load_model
+    from rdcompress.results import ROW_FIELDS
+
+    out, _ = sweep_dir
+    document = json.loads((out / "sweep.json").read_text())
+    assert document["rows"] == json.loads((out / "results.json").read_text())
+    assert document["reference"] == json.loads((out / "reference.json").read_text())
+    assert document["config"]["methods"] == ["prune", "quantize"]
+    assert all(document["columns"][name] for name in [*ROW_FIELDS, "config"])  # documented
+    module = load_model(document["model"]["source"]).module
+    assert document["model"]["weights_sha256"] == state_dict_sha256(
+        dict(module.named_parameters()))
+    prune_row = next(r for r in document["rows"] if r["method"] == "prune")
+    assert prune_row["config"] == {"method": "prune", "kept_fraction": 0.3, "scope": "layer",
+                                   "structured": False, "dim": 0}
+
+
 def test_sweep_config_validation():
     with pytest.raises(ConfigError, match="kept_fraction=1.5 is outside"):
         SweepConfig(grid={"prune": (1.5,)})

@@ -1,9 +1,9 @@
 """Compare finished sweeps at equal file size: one frontier over the runs of several sweeps.
 
-A sweep directory holds ``config.json`` and ``results.json`` (``sweep.py``). Rows of different
+A sweep directory holds ``sweep.json`` (``results.py``: settings, model, rows). Rows of different
 sweeps are comparable only when they compressed the same model and were evaluated on the same
-samples: ``compare_sweeps`` checks the model's bytes (sha256 of the weights file each sweep
-used) and the evaluation settings, and refuses otherwise unless told to allow it. A method that
+samples: ``compare_sweeps`` checks the hash of the model's weights that each sweep recorded and
+the evaluation settings, and refuses otherwise unless told to allow it. A method that
 appears in more than one sweep is renamed ``LABEL/method`` so that each keeps its own front.
 Writes ``compare.json`` (the merged rows), ``frontier.csv``, ``frontier.png`` and ``compare.md``.
 """
@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rdcompress._io import atomic_write_text, sha256_file
+from rdcompress._io import atomic_write_text
 from rdcompress.errors import ConfigError, FormatError
+from rdcompress.results import SWEEP_FILE
 
 # config.json fields that decide which samples a sweep was evaluated on
 EVALUATION_FIELDS = ("data", "eval_split", "eval_limit")
@@ -47,11 +48,11 @@ def compare_sweeps(dirs: Sequence[str | Path], output_dir: str | Path,
                           "without '/', one per directory (pass --labels a,b,...).")
     sweeps = [_read_sweep(p) for p in paths]
     if not allow_different:
-        _check_comparable(paths, [config for config, _ in sweeps])
-    counts = Counter(m for _, rows in sweeps for m in {r["method"] for r in rows})
+        _check_comparable(paths, sweeps)
+    counts = Counter(m for sweep in sweeps for m in {r["method"] for r in sweep["rows"]})
     merged = []
-    for label, (_, rows) in zip(labels, sweeps, strict=True):
-        for row in rows:
+    for label, sweep in zip(labels, sweeps, strict=True):
+        for row in sweep["rows"]:
             method = row["method"]
             merged.append({**row, "sweep": label,
                            "method": f"{label}/{method}" if counts[method] > 1 else method})
@@ -60,7 +61,7 @@ def compare_sweeps(dirs: Sequence[str | Path], output_dir: str | Path,
     atomic_write_text(out / "compare.json", json.dumps(merged, indent=2) + "\n")
     title = " vs ".join(labels)
     # the original's accuracy line only when every sweep evaluated that same model and set
-    reference = None if allow_different else _reference(paths[0])
+    reference = None if allow_different else sweeps[0].get("reference")
     write_frontier(merged, out, title=title, reference=reference)
     lines = [f"# Compared at equal file size: {title}", "",
              *(f"- `{label}`: {path}" for label, path in zip(labels, paths, strict=True)), "",
@@ -70,34 +71,35 @@ def compare_sweeps(dirs: Sequence[str | Path], output_dir: str | Path,
     return Comparison(merged, labels, out)
 
 
-def _read_sweep(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _read_sweep(path: Path) -> dict[str, Any]:
+    """The sweep's ``sweep.json`` (results.py), checked for the keys compare reads."""
     if not path.is_dir():
         raise ConfigError(f"{path} is not a directory; pass the output directories of "
                           "'rdcompress sweep' runs.")
-    parsed = []
-    for name in ("config.json", "results.json"):
-        file = path / name
-        if not file.is_file():
-            raise ConfigError(f"{path} has no {name}: it is not a finished sweep (run "
-                              f"'rdcompress sweep -o {path}' to finish it).")
-        try:
-            parsed.append(json.loads(file.read_text()))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise FormatError(f"{file} is not valid JSON ({error}); rerun the sweep to "
-                              "rewrite it.") from None
-    config, rows = parsed
-    if not isinstance(config, dict) or not isinstance(rows, list) or not all(
-            isinstance(r, dict) and "method" in r and "file_ratio" in r for r in rows):
-        raise FormatError(f"{path}: config.json/results.json are not those of a sweep.")
-    return config, rows
+    file = path / SWEEP_FILE
+    if not file.is_file():
+        raise ConfigError(f"{path} has no {SWEEP_FILE}: it is not a finished sweep (run "
+                          f"'rdcompress sweep -o {path}' to finish it; a sweep written by an "
+                          "older rdcompress must be run again into a new directory).")
+    try:
+        document = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise FormatError(f"{file} is not valid JSON ({error}); rerun the sweep to "
+                          "rewrite it.") from None
+    rows = document.get("rows") if isinstance(document, dict) else None
+    if not (isinstance(rows, list) and isinstance(document.get("config"), dict)
+            and isinstance(document.get("model"), dict) and all(
+                isinstance(r, dict) and "method" in r and "file_ratio" in r for r in rows)):
+        raise FormatError(f"{file} is not the {SWEEP_FILE} of a sweep.")
+    return document
 
 
-def _check_comparable(paths: list[Path], configs: list[dict[str, Any]]) -> None:
-    first = _identity(paths[0], configs[0])
-    for path, config in zip(paths[1:], configs[1:], strict=True):
-        other = _identity(path, config)
+def _check_comparable(paths: list[Path], sweeps: list[dict[str, Any]]) -> None:
+    first = _identity(sweeps[0])
+    for path, sweep in zip(paths[1:], sweeps[1:], strict=True):
+        other = _identity(sweep)
         changed = [f"{key}: {first[key]!r} vs {other[key]!r}" for key in first
-                   if key in other and first[key] != other[key]]
+                   if first[key] != other[key]]
         if changed:
             raise ConfigError(
                 f"{paths[0]} and {path} did not compress the same model on the same samples "
@@ -105,35 +107,10 @@ def _check_comparable(paths: list[Path], configs: list[dict[str, Any]]) -> None:
                 "--allow-different to compare them anyway.")
 
 
-def _reference(path: Path) -> dict[str, Any] | None:
-    """The original model's metrics on the sweep's test samples (None for older sweeps)."""
-    try:
-        reference = json.loads((path / "reference.json").read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    return reference if isinstance(reference, dict) else None
-
-
-def _identity(path: Path, config: dict[str, Any]) -> dict[str, Any]:
-    """What makes two sweeps' rows comparable: the model's bytes and the evaluation set (and,
-    where the sweeps recorded it, the original model's accuracy on that set)."""
-    identity = {key: config.get(key) for key in EVALUATION_FIELDS}
-    reference = _reference(path)
-    if reference is not None:
-        identity["original accuracy"] = reference.get("accuracy")
-    model, weights = str(config.get("model")), config.get("weights")
-    if not (weights or Path(model).suffix in (".safetensors", ".rdz") or Path(model).is_file()):
-        trained = path / f"{model}.safetensors"  # a zoo model the sweep trained (sweep.py)
-        if not trained.is_file():
-            raise ConfigError(f"{path} trained {model!r} but {trained} is gone; without it the "
-                              "sweeps' models cannot be compared (or pass --allow-different).")
-        model = str(trained)
-    identity["model"] = _digest(model)
-    identity["weights"] = _digest(weights) if weights else None
+def _identity(sweep: dict[str, Any]) -> dict[str, Any]:
+    """What makes two sweeps' rows comparable: the model's weights (their hash, as the sweep
+    recorded it), the evaluation set, and the original model's accuracy on it."""
+    identity = {key: sweep["config"].get(key) for key in EVALUATION_FIELDS}
+    identity["original accuracy"] = (sweep.get("reference") or {}).get("accuracy")
+    identity["model weights"] = str(sweep["model"].get("weights_sha256"))[:16]
     return identity
-
-
-def _digest(name: str) -> str:
-    """sha256 of a file; a path that does not resolve from here is compared by name."""
-    path = Path(name)
-    return f"sha256:{sha256_file(path)[:16]}" if path.is_file() else name

@@ -13,16 +13,14 @@ from saved results; ``write_frontier`` writes ``frontier.png`` and ``frontier.cs
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rdcompress._io import atomic_write_text
 from rdcompress.compress.registry import names
 from rdcompress.compress.registry import style as method_style
+from rdcompress.results import write_rows
 
 Row = dict[str, Any]
 # metric -> True when higher is better
@@ -154,12 +152,8 @@ def write_frontier(rows: Sequence[Row], out_dir: str | Path, title: str = "",
                    reference: dict[str, Any] | None = None) -> list[Path]:
     """``frontier.csv`` (each method's accuracy front) and ``frontier.png`` in ``out_dir``."""
     out = Path(out_dir)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=FRONTIER_FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    for front in frontiers(rows, "accuracy").values():
-        writer.writerows(front)
-    atomic_write_text(out / "frontier.csv", buffer.getvalue())
+    fronts = [row for front in frontiers(rows, "accuracy").values() for row in front]
+    write_rows(fronts, out / "frontier.csv", FRONTIER_FIELDS)
     return [out / "frontier.csv", plot_frontier(rows, out / "frontier.png", title, reference)]
 
 

@@ -1,16 +1,15 @@
 """Rate–distortion sweeps: compress one model with every (method, objective, setting) of a grid.
 
 For each run: compress -> write a real ``.rdz`` file -> load it back -> evaluate against the
-original on held-out data. One row per run (see ``ROW_FIELDS``) goes to ``results.jsonl`` as soon
+original on held-out data. One row per run (``results.SweepRow``) goes to ``results.jsonl`` as soon
 as it finishes, so an interrupted sweep resumes without redoing finished runs. Trained models and
 importance estimates are cached in the output directory and computed once per objective.
-At the end: ``results.csv``, ``results.json``, plots (``plots.py``) and ``summary.md``.
+At the end: ``sweep.json`` (results.py: settings, model, original's metrics, documented columns
+and rows), ``results.csv``, ``results.json``, plots (``plots.py``) and ``summary.md``.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -19,17 +18,13 @@ from typing import Any
 
 import torch
 
-from rdcompress._io import atomic_write_text
+from rdcompress._io import atomic_write_text, state_dict_sha256
 from rdcompress.compress.registry import config_fields, default_sweep, get, names, specs
 from rdcompress.errors import ConfigError
 from rdcompress.models import LoadedModel, is_zoo_spec, load_model
 from rdcompress.progress import progress
+from rdcompress.results import ROW_FIELDS, SweepRow, write_rows, write_sweep_file
 
-ROW_FIELDS = [
-    "method", "objective", "setting", "value", "paper_ratio", "file_ratio", "file_bytes",
-    "bits_per_weight", "accuracy", "cross_entropy", "kl", "reverse_kl", "agreement",
-    "seconds", "seed", "temperature", "hessian_mu",
-]  # the CSV columns; results.json rows also hold "config", the run's whole method config
 # SweepConfig fields that only choose WHICH runs exist (or where they go): a sweep resumes into
 # a directory made with other values of these; every other field must agree.
 NOT_RESULT_FIELDS = ("output_dir", "trust_code", "methods", "objectives", "grid")
@@ -154,6 +149,11 @@ def run_sweep(config: SweepConfig) -> SweepResult:
             handle.write(json.dumps(row) + "\n")
     rows = [done[_run_key(*g)] for g in grid]
     _write_tables(rows, out)
+    model_file, _ = prepare_model(config, out)
+    write_sweep_file(out, config=config.to_dict(), reference=reference, rows=rows, model={
+        "source": model_file, "weights": config.weights, "spec": loaded.spec,
+        "weights_sha256": state_dict_sha256(dict(loaded.module.named_parameters())),
+        "dataset": dataset})
     from rdcompress.plots import plot_sweep
     from rdcompress.summary import write_summary
 
@@ -349,18 +349,18 @@ def _one_run(config: SweepConfig, inputs: _RunInputs, method: str, objective: st
     # method says (MethodSpec.paper_ratio); the file's formula otherwise
     paper_ratio = (spec.paper_ratio(method_config, compressed, summary) if spec.paper_ratio
                    else summary.paper_ratio)
-    return {
-        "method": method, "objective": objective, "setting": setting, "value": float(value),
-        "paper_ratio": paper_ratio,
+    return SweepRow(
+        method=method, objective=objective, setting=setting, value=float(value),
+        paper_ratio=paper_ratio,
         # the summary's sizes are those of the file just written, everything counted
-        "file_ratio": summary.ratio, "file_bytes": summary.file_bytes,
-        "bits_per_weight": summary.bits_per_weight,
-        "accuracy": metrics.accuracy, "cross_entropy": metrics.cross_entropy,
-        "kl": metrics.kl, "reverse_kl": metrics.reverse_kl, "agreement": metrics.agreement,
-        "seconds": round(time.perf_counter() - start, 3), "seed": config.seed,
-        "temperature": config.temperature, "hessian_mu": config.hessian_mu,
-        "config": method_config.to_dict(),
-    }
+        file_ratio=summary.ratio, file_bytes=summary.file_bytes,
+        bits_per_weight=summary.bits_per_weight,
+        accuracy=metrics.accuracy, cross_entropy=metrics.cross_entropy,
+        kl=metrics.kl, reverse_kl=metrics.reverse_kl, agreement=metrics.agreement,
+        seconds=round(time.perf_counter() - start, 3), seed=config.seed,
+        temperature=config.temperature, hessian_mu=config.hessian_mu,
+        config=method_config.to_dict(),
+    ).to_dict()
 
 
 def _method_config(config: SweepConfig, method: str, objective: str,
@@ -395,9 +395,4 @@ def _read_rows(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def _write_tables(rows: list[dict[str, Any]], out: Path) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=ROW_FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(out / "results.csv", buffer.getvalue())
-    atomic_write_text(out / "results.json", json.dumps(rows, indent=2) + "\n")
+    write_rows(rows, out / "results.csv", ROW_FIELDS, out / "results.json")

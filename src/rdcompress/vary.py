@@ -11,9 +11,6 @@ setting.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,7 +18,8 @@ from typing import Any
 
 from rdcompress._io import atomic_write_text
 from rdcompress.errors import ConfigError
-from rdcompress.sweep import ROW_FIELDS, SweepConfig, prepare_model, run_sweep
+from rdcompress.results import ROW_FIELDS, write_rows
+from rdcompress.sweep import SweepConfig, prepare_model, run_sweep
 
 PARAMETERS = {"temperature": ("temperature", "T"), "mu": ("hessian_mu", "mu")}
 
@@ -85,12 +83,8 @@ def run_vary(config: SweepConfig, parameter: str, values: list[float]) -> VaryRe
 
 
 def _write(rows: list[dict[str, Any]], out: Path, parameter: str) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["varied", *ROW_FIELDS], extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(out / f"vary-{parameter}.csv", buffer.getvalue())
-    atomic_write_text(out / f"vary-{parameter}.json", json.dumps(rows, indent=2) + "\n")
+    write_rows(rows, out / f"vary-{parameter}.csv", ["varied", *ROW_FIELDS],
+               out / f"vary-{parameter}.json")
 
 
 def best_values(rows: list[dict[str, Any]], metric: str) -> dict[tuple[str, str, str], dict]:

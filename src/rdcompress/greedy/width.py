@@ -38,6 +38,7 @@ from rdcompress.greedy.config import GreedyConfig
 from rdcompress.models.mlp import MLP
 from rdcompress.pipeline import tensor_loader
 from rdcompress.progress import progress
+from rdcompress.results import write_rows
 
 DATASETS = ("digits", "diabetes")
 LAYER_SETS = ("all", "hidden")  # all weight matrices, or the (width, width) one only
@@ -231,12 +232,7 @@ def _loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=ROW_FIELDS)
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in ROW_FIELDS})
-    atomic_write_text(path, buffer.getvalue())
+    write_rows(rows, path, ROW_FIELDS)
 
 
 def read_csv(path: str | Path) -> list[dict[str, Any]]:

@@ -6,7 +6,6 @@ Every plot is drawn from arrays that are also written as CSV/JSON beside it (see
 
 from __future__ import annotations
 
-import csv
 import os
 
 import matplotlib
@@ -17,6 +16,7 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from rdcompress._io import atomic_write  # noqa: E402
+from rdcompress.results import write_rows  # noqa: E402
 from rdcompress.theory.waterfilling import LinearRegressionBound  # noqa: E402
 
 CURVE_COLUMNS = ("distortion", "rate", "rate_per_weight", "mu", "active", "kink")
@@ -37,10 +37,7 @@ def curve_rows(bound: LinearRegressionBound, num_points: int, units: str) -> lis
 
 
 def write_curve_csv(path: str | os.PathLike[str], rows: list[dict]) -> None:
-    with atomic_write(path, "w") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CURVE_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(rows, path, CURVE_COLUMNS)
 
 
 def plot_bound_curve(bound: LinearRegressionBound, path: str | os.PathLike[str],
