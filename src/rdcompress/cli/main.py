@@ -43,6 +43,8 @@ COMMANDS: dict[str, Command] = {
         "rdcompress.cli.compress"),
     "decompress": Command("decode a .rdz file into a .safetensors file",
                           "rdcompress.cli.decompress"),
+    "export": Command("export a .rdz model to ONNX (kept compressed) or safetensors",
+                      "rdcompress.cli.export"),
     "info": Command("per-layer table of a .rdz file: bits/weight, bytes, entropy, ratios",
                     "rdcompress.cli.info"),
     "bound": Command("rate-distortion lower bound of a linear model (Theorem 2)",
