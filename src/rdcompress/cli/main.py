@@ -41,6 +41,8 @@ COMMANDS: dict[str, Command] = {
     "compress": Command(
         "compress a model into a .rdz file: by a method, or to a target size or distortion",
         "rdcompress.cli.compress"),
+    "recover": Command("recover accuracy: fine-tune a .rdz inside its structure",
+                       "rdcompress.cli.recover"),
     "decompress": Command("decode a .rdz file into a .safetensors file",
                           "rdcompress.cli.decompress"),
     "export": Command("export a .rdz model to ONNX (kept compressed) or safetensors",

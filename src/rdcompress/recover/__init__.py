@@ -8,7 +8,6 @@ structure (``structure.TiedWeights``) and the training loop (``finetune``); top:
 
 from rdcompress.recover.api import RecoveryResult, recover
 from rdcompress.recover.config import LOSSES, RecoverConfig
-from rdcompress.recover.finetune import finetune
 from rdcompress.recover.level0 import (
     BiasCorrection,
     correct_bias,
@@ -16,6 +15,7 @@ from rdcompress.recover.level0 import (
 )
 from rdcompress.recover.losses import distill_loss, recovery_loss
 from rdcompress.recover.structure import TiedWeights, decoded_state
+from rdcompress.recover.training import finetune
 
 __all__ = [
     "LOSSES", "BiasCorrection", "RecoverConfig", "RecoveryResult", "TiedWeights",

@@ -31,9 +31,9 @@ from rdcompress.codec import CODERS, RawTensor, RdzSummary, read_rdz_tensors, wr
 from rdcompress.errors import ConfigError, ModelError
 from rdcompress.evaluate import classification_metrics, collect_outputs
 from rdcompress.recover.config import RecoverConfig
-from rdcompress.recover.finetune import finetune
 from rdcompress.recover.level0 import correct_bias, reestimate_batchnorm
 from rdcompress.recover.structure import TiedWeights, decoded_state
+from rdcompress.recover.training import finetune
 
 
 @dataclass
@@ -221,7 +221,10 @@ def _evaluator(eval_data: Any, original: nn.Module | None, device: Any,
 def _fingerprint(config: RecoverConfig, module: nn.Module, entries: int) -> str:
     """What a checkpoint must match: settings and the weights training starts from."""
     text = json.dumps({"config": config.to_dict(), "entries": entries,
-                       "start": state_dict_sha256(module.state_dict())}, sort_keys=True)
+                       # reshaped: state_dict_sha256 cannot view a 0-d int64 tensor as bytes
+                       "start": state_dict_sha256({k: v.reshape(-1) for k, v
+                                                   in module.state_dict().items()})},
+                      sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +99,10 @@ def finetune(model: nn.Module, tied: TiedWeights, data: Iterable, config: Recove
             generator = getattr(data, "generator", None)
             if isinstance(generator, torch.Generator):
                 generator.manual_seed(epoch_seed(config.seed, epoch))
-            row, step = _epoch(model, tied, data, config, optimizer, original, device,
+            # the iterator is made here, after the reseed: DataLoader draws its base seed
+            # from its generator when an iterator is created (tqdm wrapping the loader itself
+            # would create one earlier)
+            row, step = _epoch(model, tied, iter(data), config, optimizer, original, device,
                                batch_fn, step, total_steps, epoch, steps_per_epoch)
         write_back(model, tied)
         row["seconds"] = time.perf_counter() - began
@@ -117,7 +120,7 @@ def _rng_devices(device: str | torch.device) -> list:
     return [device] if device.type == "cuda" else []
 
 
-def _epoch(model: nn.Module, tied: TiedWeights, data: Iterable, config: RecoverConfig,
+def _epoch(model: nn.Module, tied: TiedWeights, data: Iterator, config: RecoverConfig,
            optimizer: torch.optim.Optimizer, original: nn.Module | None, device: Any,
            batch_fn: BatchFn | None, step: int, total_steps: int, epoch: int,
            steps_per_epoch: int) -> tuple[dict[str, Any], int]:
