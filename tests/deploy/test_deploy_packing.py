@@ -68,3 +68,40 @@ def test_scatter_kept_matches_indexing():
     dense = torch.zeros(6)
     dense[mask] = values
     assert torch.equal(scatter_kept(values, mask, (2, 3)), dense.reshape(2, 3))
+
+
+@pytest.mark.parametrize("k", [1, 3, 16, 17, 300])
+@pytest.mark.parametrize("n", [1, 9, 64])
+def test_palette_decodes_as_plain_indexing(k, n):
+    """Palette's fast paths (byte-pair table for 4 bits) against codebook[indices]."""
+    from rdcompress.deploy import Palette
+
+    gen = torch.Generator().manual_seed(k * n)
+    codebook = torch.randn(k, generator=gen)
+    indices = torch.randint(0, k, (n,), generator=gen)
+    palette = Palette(codebook, indices, (n,))
+    assert torch.equal(palette(), codebook[indices])
+    mask = torch.rand(2 * n, generator=gen) < 0.5
+    kept = int(mask.sum())
+    if kept:
+        masked = Palette(codebook, indices[:kept] if kept <= n else
+                         torch.randint(0, k, (kept,), generator=gen), (2, n), mask)
+        dense = torch.zeros(2 * n)
+        dense[mask] = codebook[masked_indices(masked, kept)]
+        assert torch.equal(masked(), dense.reshape(2, n))
+
+
+def masked_indices(palette, kept: int) -> torch.Tensor:
+    return unpack_indices(palette.indices, palette.layout, kept).long()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
+def test_palette_nibble_table_every_dtype(dtype):
+    """The 4-bit path gathers value pairs as one integer: exact for every float width."""
+    from rdcompress.deploy import Palette
+
+    gen = torch.Generator().manual_seed(3)
+    codebook = torch.randn(11, generator=gen).to(dtype)
+    indices = torch.randint(0, 11, (77,), generator=gen)
+    decoded = Palette(codebook, indices, (7, 11))()
+    assert decoded.dtype == dtype and torch.equal(decoded, codebook[indices].reshape(7, 11))

@@ -23,6 +23,7 @@ from rdcompress.codec import PrunedTensor, QuantizedTensor, RawTensor
 from rdcompress.codec.tensors import Tensor as CodecEntry
 from rdcompress.codec.tensors import cast_codebook, decode_tensor, to_torch
 from rdcompress.deploy.packing import (
+    UINT4,
     index_layout,
     mask_layout,
     pack_indices,
@@ -35,6 +36,10 @@ from rdcompress.deploy.packing import (
 # a composite recipe's dtype name -> torch dtype (docs/rdz-format.md: the four floats)
 FLOAT_DTYPES = {"float32": torch.float32, "float16": torch.float16,
                 "bfloat16": torch.bfloat16, "float64": torch.float64}
+
+
+# element size of a codebook value -> the integer type holding two of them
+_PAIR_DTYPES = {2: torch.int32, 4: torch.int64}
 
 
 class WeightSource(nn.Module):
@@ -86,13 +91,34 @@ class Palette(WeightSource):
         return int(self.codebook.numel())
 
     def decode(self) -> torch.Tensor:
-        symbols = unpack_indices(self.indices, self.layout, self.n_indices)  # (n,) int32
-        values = self.codebook.index_select(0, symbols)
+        if self.layout == UINT4:
+            values = self._decode_nibbles()
+        else:
+            symbols = unpack_indices(self.indices, self.layout, self.n_indices)  # (n,)
+            values = self.codebook.index_select(0, symbols.long())
         if self.kept is None:
             return values.reshape(self.shape)
         assert self.mask_layout is not None
         mask = unpack_mask(self.kept, self.mask_layout, int(torch.Size(self.shape).numel()))
         return scatter_kept(values, mask, self.shape)
+
+    def _decode_nibbles(self) -> torch.Tensor:
+        """(n,) values of 4-bit indices with one gather per byte: a (256, 2) table of the
+        (low, high) nibbles' codebook values (512 values, built per call) indexed by the
+        packed bytes. A pair of 16/32-bit values is gathered as one 32/64-bit integer (a 1-D
+        gather, about 3x faster than gathering rows). Same values as
+        ``codebook[unpack_indices(...)]`` (checked by tests)."""
+        codes = torch.arange(256)
+        padded = torch.zeros(16, dtype=self.codebook.dtype)
+        padded[:self.k] = self.codebook
+        table = torch.stack((padded[codes & 15], padded[codes >> 4]), dim=1)  # (256, 2)
+        index = self.indices.long()  # (ceil(n/2),): int64 is index_select's fast path
+        pair = _PAIR_DTYPES.get(table.element_size())
+        if pair is None:  # float64: no 128-bit integer
+            pairs = table.index_select(0, index)
+        else:
+            pairs = table.view(pair).reshape(-1).index_select(0, index).view(table.dtype)
+        return pairs.reshape(-1)[:self.n_indices]
 
     def extra_repr(self) -> str:
         pruned = "" if self.kept is None else f", pruned ({self.mask_layout})"
