@@ -4,6 +4,7 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from rdcompress.pipeline import tensor_loader
@@ -77,12 +78,12 @@ def _layer_inputs(model, layer, loader):
 
 
 @pytest.mark.parametrize("sequential", [True, False])
-def test_bias_correction_zeroes_the_mean_output_error_of_linear_layers(sequential):
+def test_layer_mode_zeroes_each_layers_own_mean_error(sequential):
     torch.manual_seed(0)
     original = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
     compressed = _perturbed(original)
     loader = _loader((5,))
-    report = correct_bias(original, compressed, loader, sequential=sequential)
+    report = correct_bias(original, compressed, loader, sequential=sequential, mode="layer")
     assert [r.target for r in report] == ["bias", "bias"]
     layers = [0] if not sequential else [0, 2]  # one pass: only the first layer's input is final
     for index in layers:
@@ -97,6 +98,24 @@ def test_bias_correction_zeroes_the_mean_output_error_of_linear_layers(sequentia
     before = _perturbed(original)[0]
     shift = (x @ (original[0].weight.double() - before.weight.double()).T).mean(0)
     assert shift.abs().max() > 1e-2
+
+
+def test_network_mode_gives_every_layer_the_original_mean_output():
+    torch.manual_seed(0)
+    original = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 6), nn.ReLU(),
+                             nn.Linear(6, 3)).eval()
+    compressed = _perturbed(original)
+    loader = _loader((5,))
+    correct_bias(original, compressed, loader)  # mode="network", sequential
+    for index in (0, 2, 4):
+        x = _layer_inputs(original, original[index], loader).double()
+        x_hat = _layer_inputs(compressed, compressed[index], loader).double()
+        with torch.no_grad():
+            y = F.linear(x, original[index].weight.double(), original[index].bias.double())
+            y_hat = F.linear(x_hat, compressed[index].weight.double(),
+                             compressed[index].bias.double())
+        assert (y - y_hat).abs().mean() > 1e-2
+        assert (y - y_hat).mean(0).abs().max() < 1e-5, index
 
 
 def test_bias_correction_of_a_strided_padded_conv():

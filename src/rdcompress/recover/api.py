@@ -101,7 +101,7 @@ def recover(source: Any, data: Any, config: RecoverConfig | None = None,
         assert original is not None
         level0["bias"] = [c.to_dict() for c in correct_bias(
             original, module, loader, batch_fn=batch_fn, device=device, frozen=frozen,
-            max_batches=config.calibration_batches)]
+            mode=config.bias_mode, max_batches=config.calibration_batches)]
     if config.bn:
         level0["batchnorm"] = reestimate_batchnorm(module, loader, batch_fn=batch_fn,
                                                    device=device,

@@ -28,6 +28,8 @@ class RecoverConfig:
     bn: bool = True  # re-estimate BatchNorm statistics (level 0; again after fine-tuning)
     bias_correction: bool = False  # fold E[(W − Ŵ)x] into biases (level 0; needs the original).
     #   Off by default: on the MNIST net at k <= 4 it lowers accuracy (docs/results/recovery)
+    bias_mode: str = "network"  # "network": match the original's mean outputs (Nagel et al.);
+    #                             "layer": zero each layer's own mean error (see level0)
     calibration_batches: int | None = None  # level-0 batches of the data (None: all)
     train_mode: bool = True  # fine-tune with dropout/batch statistics on (the model's train())
 
@@ -56,6 +58,8 @@ class RecoverConfig:
             raise ConfigError(f"schedule={self.schedule!r}; use 'cosine' or 'constant'")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ConfigError(f"weight_decay={self.weight_decay!r} must be a finite number >= 0")
+        if self.bias_mode not in ("network", "layer"):
+            raise ConfigError(f"bias_mode={self.bias_mode!r}; use 'network' or 'layer'")
         if self.calibration_batches is not None and (
                 isinstance(self.calibration_batches, bool)
                 or not isinstance(self.calibration_batches, int) or self.calibration_batches < 1):

@@ -7,11 +7,13 @@ honest and its size barely moves.
 
 - ``reestimate_batchnorm``: every BatchNorm's running statistics recomputed on calibration data
   as exact population moments (float64 sums over all samples; unbiased variance, as PyTorch).
-- ``correct_bias``: each compressed Linear/Conv2d's expected output shift δ = E_x[(W − Ŵ) x]
-  (W the original weight, x the layer's input in the compressed model) folded into its bias;
-  a layer without a bias whose output feeds a BatchNorm directly folds it into that
-  BatchNorm's running mean (μ ← μ − δ); any other layer without a bias is left as it is and
-  reported (adding a bias would change the architecture and the file).
+- ``correct_bias``: each compressed Linear/Conv2d's expected output shift folded into its bias:
+  δ = E[W x + b] − E[Ŵ x̂ + b̂], x the layer's input in the original and x̂ in the compressed
+  model (``mode="network"``, Nagel et al.'s empirical correction: upstream errors included), or
+  δ = E[(W − Ŵ) x̂] (``mode="layer"``: the layer's own error only). A layer without a bias
+  whose output feeds a BatchNorm directly folds it into that BatchNorm's running mean
+  (μ ← μ − δ); any other layer without a bias is left as it is and reported (adding a bias
+  would change the architecture and the file).
 """
 
 from __future__ import annotations
@@ -31,27 +33,27 @@ from rdcompress.errors import ConfigError, ModelError
 # ----------------------------------------------------------------------- pure tensor functions
 
 
-def linear_shift(delta_weight: torch.Tensor, mean_input: torch.Tensor) -> torch.Tensor:
-    """E_x[(W − Ŵ) x] of a Linear: (out, in) @ (in,) -> (out,). Exact by linearity."""
-    return delta_weight @ mean_input
+def linear_mean_output(weight: torch.Tensor, mean_input: torch.Tensor) -> torch.Tensor:
+    """E_x[W x] of a Linear without its bias: (out, in) @ (in,) -> (out,). Exact by linearity."""
+    return weight @ mean_input
 
 
-def conv2d_shift(module: nn.Conv2d, delta_weight: torch.Tensor,
-                 mean_input: torch.Tensor) -> torch.Tensor:
-    """E over samples and output positions of conv(x, W − Ŵ): (out,).
+def conv2d_mean_output(module: nn.Conv2d, weight: torch.Tensor,
+                       mean_input: torch.Tensor) -> torch.Tensor:
+    """E over samples and output positions of conv(x, W) without bias: (out,).
 
     The convolution (padding included, any padding mode) is linear in x, so the mean over
     samples of conv(x_n) is conv(E_n x_n): one convolution of the mean input (C, H, W), then the
     mean over its output positions.
     """
-    out = module._conv_forward(mean_input.unsqueeze(0), delta_weight, None)  # (1, out, H', W')
+    out = module._conv_forward(mean_input.unsqueeze(0), weight, None)  # (1, out, H', W')
     return out.mean(dim=(0, 2, 3))
 
 
-# Per layer type: the output shift from (module, ΔW (float64), E_n[x] (float64)).
-SHIFTS: dict[type, Callable[[Any, torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    nn.Linear: lambda module, delta, mean: linear_shift(delta, mean),
-    nn.Conv2d: conv2d_shift,
+# Per layer type: the mean output without bias from (module, weight, E_n[x]) (float64).
+MEAN_OUTPUTS: dict[type, Callable[[Any, torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    nn.Linear: lambda module, weight, mean: linear_mean_output(weight, mean),
+    nn.Conv2d: conv2d_mean_output,
 }
 
 
@@ -227,23 +229,31 @@ def compressed_layers(original: nn.Module, compressed: nn.Module) -> list[str]:
 def correct_bias(original: nn.Module, compressed: nn.Module, loader: Iterable, *,
                  batch_fn: BatchFn | None = None, device: str | torch.device = "cpu",
                  max_batches: int | None = None, frozen: Iterable[str] = (),
-                 sequential: bool = True) -> list[BiasCorrection]:
+                 mode: str = "network", sequential: bool = True) -> list[BiasCorrection]:
     """Fold each compressed layer's expected output shift into its bias; in place on
     ``compressed``.
 
-    For every Linear/Conv2d whose weight Ŵ differs from the original's W:
-    δ = E_x[(W − Ŵ) x] + (b − b̂), x the layer's input in ``compressed`` over ``loader``,
-    averaged over samples (and output positions for convolutions); then b̂ ← b̂ + δ, so that the
-    mean output error of the layer on the calibration data is 0. Without a bias, δ goes into
-    the running mean of a BatchNorm fed directly by the layer (μ ← μ − δ); otherwise the layer is
-    skipped and reported. ``frozen``: parameter names that must not change (a bias the file
-    stores quantized); their layers are skipped. Other layer types with a changed weight are
-    reported as skipped (their shift has no formula in ``SHIFTS``).
+    For every Linear/Conv2d whose weight Ŵ differs from the original's W, over ``loader``
+    (averaged over samples, and output positions for convolutions):
+
+    - ``mode="network"`` (default): δ = E[W x + b] − E[Ŵ x̂ + b̂], x the layer's input in
+      ``original``, x̂ in ``compressed``: afterwards the layer's mean output equals the
+      original's (upstream errors included; Nagel et al. 2019's empirical bias correction);
+    - ``mode="layer"``: δ = E[(W − Ŵ) x̂] + (b − b̂): the layer's own mean error on its
+      compressed inputs is zero.
+
+    Then b̂ ← b̂ + δ. Without a bias, δ goes into the running mean of a BatchNorm fed directly
+    by the layer (μ ← μ − δ); otherwise the layer is skipped and reported. ``frozen``: parameter
+    names that must not change (a bias the file stores quantized); their layers are skipped.
+    Other layer types with a changed weight are reported as skipped (no formula in
+    ``MEAN_OUTPUTS``).
 
     ``sequential`` (default): layers are corrected one at a time in module order, each measured
     on inputs that already carry the corrections upstream (one pass over ``loader`` per layer);
     False measures every layer in one pass on the uncorrected model.
     """
+    if mode not in ("network", "layer"):
+        raise ConfigError(f"mode={mode!r}; use 'network' or 'layer'")
     frozen = set(frozen)
     names = compressed_layers(original, compressed)
     modules, originals = dict(compressed.named_modules()), dict(original.named_modules())
@@ -252,7 +262,7 @@ def correct_bias(original: nn.Module, compressed: nn.Module, loader: Iterable, *
     todo = []
     for name in names:
         module = modules[name]
-        kind = next((t for t in SHIFTS if type(module) is t), None)
+        kind = next((t for t in MEAN_OUTPUTS if type(module) is t), None)
         bias = getattr(module, "bias", None)
         if kind is None:
             report[name] = BiasCorrection(name, "skipped", 0.0,
@@ -264,6 +274,11 @@ def correct_bias(original: nn.Module, compressed: nn.Module, loader: Iterable, *
                                           "no bias and no BatchNorm directly after it")
         else:
             todo.append(name)
+    reference_means = {}
+    if mode == "network" and todo:  # the original never changes: one pass for every layer
+        means = _mean_inputs(original, [originals[n] for n in todo], loader, batch_fn, device,
+                             max_batches)
+        reference_means = dict(zip(todo, means, strict=True))
     groups = [[name] for name in todo] if sequential else [todo]
     for group in groups:
         if not group:
@@ -272,9 +287,12 @@ def correct_bias(original: nn.Module, compressed: nn.Module, loader: Iterable, *
                              max_batches)
         for name, mean_input in zip(group, means, strict=True):
             module, source = modules[name], originals[name]
-            delta_w = source.weight.detach().to(mean_input.device, torch.float64) \
-                - module.weight.detach().to(mean_input.device, torch.float64)
-            shift = SHIFTS[type(module)](module, delta_w, mean_input)
+            mean_output = MEAN_OUTPUTS[type(module)]
+            weight = source.weight.detach().to(mean_input.device, torch.float64)
+            weight_hat = module.weight.detach().to(mean_input.device, torch.float64)
+            reference_input = reference_means.get(name, mean_input)
+            shift = mean_output(module, weight, reference_input) \
+                - mean_output(module, weight_hat, mean_input)
             report[name] = _apply_shift(name, module, source, shift, followers, modules)
     return [report[name] for name in names]
 
