@@ -81,8 +81,10 @@ def test_dq_tensor_refuses_bad_content():
         DQTensor("w", (0,), "float32", 0.1, np.zeros(0, np.int64), 1)
     with pytest.raises(ConfigError, match="cols=3 must divide numel=4"):
         DQTensor("w", (4,), "float32", 0.1, np.zeros(4, np.int64), 3)
+    with pytest.raises(ConfigError, match="levels span 5 values, more than the 4 elements"):
+        DQTensor("w", (4,), "float32", 0.1, np.array([0, 4, 1, 2]), 4)
     with pytest.raises(ConfigError, match="overflows float32"):
-        DQTensor("w", (2,), "float32", 1e30, np.array([1 << 40, 0]), 2)
+        DQTensor("w", (2,), "float32", 1e30, np.array([1 << 40, (1 << 40) - 1]), 2)
 
 
 # ----------------------------------------------------------------------------- bad files

@@ -91,6 +91,10 @@ class DQTensor:
         self.levels = levels.astype(np.int64)
         if int(np.abs(self.levels).max()) > MAX_DQ_LEVEL:
             raise ConfigError(f"{self.name}: a level exceeds 2**51 in magnitude")
+        if self.alphabet_size > self.numel:
+            raise ConfigError(f"{self.name}: levels span {self.alphabet_size} values, more than "
+                              f"the {self.numel} elements (the format's bound); use a coarser "
+                              "step or store the tensor raw")
         if not (isinstance(self.cols, (int, np.integer)) and 1 <= self.cols
                 and self.numel % self.cols == 0):
             raise ConfigError(f"{self.name}: cols={self.cols!r} must divide numel="

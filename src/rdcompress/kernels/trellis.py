@@ -133,52 +133,51 @@ def dq_trellis(w: np.ndarray, I: np.ndarray, step: float, cols: int, lam: float 
     W, weight = w.reshape(-1, cols), I.reshape(-1, cols)  # (rows, cols)
     rows = W.shape[0]
     x = W / step64
+    # What does not depend on the path, for every weight at once: the cheapest candidate of
+    # each quantizer q and parity p, its cost and level: (rows, cols, q, p)
+    pick_cost = np.empty((rows, cols, 2, 2))
+    pick_level = np.zeros((rows, cols, 2, 2), dtype=np.int64)
+    for quantizer in (0, 1):
+        levels = _candidates(x, quantizer, every)  # (rows, cols, C)
+        values = (np.float64(step64) * _values(levels, quantizer)).astype(np.float32)
+        cost = weight[..., None] * (W[..., None] - values) ** 2
+        if lam:
+            cost = cost + lam * rate.of(np.full_like(levels, quantizer), levels)
+        parity = levels & 1
+        for p in (0, 1):
+            masked = np.where(parity == p, cost, np.inf)
+            pick = np.argmin(masked, axis=-1)[..., None]
+            pick_cost[:, :, quantizer, p] = np.take_along_axis(masked, pick, -1)[..., 0]
+            pick_level[:, :, quantizer, p] = np.take_along_axis(
+                np.broadcast_to(levels, masked.shape), pick, -1)[..., 0]
+    # by state: (rows, cols, 4 states, 2 parities); states 0, 1 use Q0, states 2, 3 use Q1
+    state_cost = pick_cost[:, :, [0, 0, 1, 1], :]
+    first_state, first_parity = _PREDECESSORS[:, 0, 0], _PREDECESSORS[:, 0, 1]
+    second_state, second_parity = _PREDECESSORS[:, 1, 0], _PREDECESSORS[:, 1, 1]
     J = np.full((rows, 4), np.inf)
     J[:, 0] = 0.0
-    back_state = np.zeros((cols, rows, 4), dtype=np.int8)
-    back_level = np.zeros((cols, rows, 4), dtype=np.int64)
-    row_index = np.arange(rows)[:, None]
+    took_second = np.zeros((cols, rows, 4), dtype=bool)
     for column in range(cols):
-        # best[s, p]: cheapest candidate of parity p from state s: (rows, 4, 2)
-        best_cost = np.empty((rows, 4, 2))
-        best_level = np.empty((rows, 4, 2), dtype=np.int64)
-        for quantizer in (0, 1):
-            levels = _candidates(x[:, column], quantizer, every)  # (rows, C)
-            values = (np.float64(step64) * _values(levels, quantizer)).astype(np.float32)
-            cost = weight[:, column, None] * (W[:, column, None] - values) ** 2
-            if lam:
-                cost = cost + lam * rate.of(np.full_like(levels, quantizer), levels)
-            parity = levels & 1
-            for p in (0, 1):
-                masked = np.where(parity == p, cost, np.inf)
-                pick = np.argmin(masked, axis=1)
-                chosen_cost = masked[np.arange(rows), pick]
-                chosen_level = levels[np.arange(rows), pick]
-                for state in (2 * quantizer, 2 * quantizer + 1):
-                    best_cost[:, state, p] = J[:, state] + chosen_cost
-                    best_level[:, state, p] = chosen_level
-        # next state ns from its two predecessors (state, parity)
-        first = best_cost[:, _PREDECESSORS[:, 0, 0], _PREDECESSORS[:, 0, 1]]  # (rows, 4)
-        second = best_cost[:, _PREDECESSORS[:, 1, 0], _PREDECESSORS[:, 1, 1]]
-        take_second = second < first
-        J = np.where(take_second, second, first)
-        previous = np.where(take_second, _PREDECESSORS[None, :, 1, 0], _PREDECESSORS[None, :, 0, 0])
-        parity_used = np.where(take_second, _PREDECESSORS[None, :, 1, 1],
-                               _PREDECESSORS[None, :, 0, 1])
-        back_state[column] = previous
-        back_level[column] = best_level[row_index, previous, parity_used]
+        total = J[:, :, None] + state_cost[:, column]  # (rows, 4, 2)
+        first = total[:, first_state, first_parity]  # (rows, 4): into next state ns
+        second = total[:, second_state, second_parity]
+        took_second[column] = second < first
+        J = np.minimum(first, second)
     levels = np.empty((rows, cols), dtype=np.int64)
     state = np.argmin(J, axis=1)
-    total = float(J[np.arange(rows), state].sum())
+    total_cost = float(J[np.arange(rows), state].sum())
     for column in range(cols - 1, -1, -1):
-        levels[:, column] = back_level[column, np.arange(rows), state]
-        state = back_state[column, np.arange(rows), state].astype(np.int64)
+        which = took_second[column, np.arange(rows), state].astype(np.int64)
+        previous = _PREDECESSORS[state, which, 0]
+        parity_used = _PREDECESSORS[state, which, 1]
+        levels[:, column] = pick_level[np.arange(rows), column, previous >> 1, parity_used]
+        state = previous
     flat = levels.reshape(-1)
     decoded = dq_reconstruct(step64, flat, cols).astype(np.float64)
     distortion = float((I * (w - decoded) ** 2).sum())
     in_use = dq_states(flat, cols) >> 1
     bits = float(rate.of(in_use, flat).sum())
-    return DQResult(flat, distortion, bits, total if lam else distortion)
+    return DQResult(flat, distortion, bits, total_cost if lam else distortion)
 
 
 def dq_quantize(w: np.ndarray, I: np.ndarray, step: float, cols: int,
