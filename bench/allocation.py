@@ -96,7 +96,10 @@ def main() -> None:
     parser.add_argument("--clusters", default="4,6,8,12,16,32")
     parser.add_argument("--calibration-samples", type=int, default=4096)
     parser.add_argument("--eval-limit", type=int, help="test samples, evenly spaced")
-    parser.add_argument("--coder", default="ans")
+    parser.add_argument("--coder", default="ans", help="coder of the uniform baselines' files")
+    parser.add_argument("--coders", help="coders of the allocated files, comma separated "
+                        "(default: --coder); each is one curve per quantizer, its menus "
+                        "costed in that coder's bytes")
     parser.add_argument("--steps-per-octave", type=int, default=2)
     parser.add_argument("--max-relative-distortion", type=float, default=0.5)
     parser.add_argument("--nncodec", help="codec.csv of a bench/vs_nncodec.py run")
@@ -147,8 +150,10 @@ def main() -> None:
         row["ratio"] = fp32 / row["file_bytes"]
         rows.append(row)
         print(f"  uniform k={k}: {row['ratio']:.2f}x acc {row['accuracy']:.4f}", flush=True)
-    for quantizer in [q for q in args.quantizers.split(",") if q]:
+    coders = [c for c in (args.coders or args.coder).split(",") if c]
+    for quantizer, coder in [(q, c) for q in args.quantizers.split(",") if q for c in coders]:
         cache: dict = {}
+        label = quantizer if coder == "ans" else f"{quantizer}, {coder}"
         for ratio in [float(x) for x in args.ratios.split(",") if x]:
             start = time.perf_counter()
             config = AllocateConfig(target_ratio=ratio, quantizer=quantizer,
@@ -156,20 +161,20 @@ def main() -> None:
                                     max_relative_distortion=args.max_relative_distortion)
             try:
                 result = compress(model, config, importance, model_spec=loaded.spec,
-                                  coder=args.coder, calibration=calibration, cache=cache)
+                                  coder=coder, calibration=calibration, cache=cache)
             except rdcompress.errors.ConfigError as error:
-                print(f"  allocate {quantizer} {ratio}x: {error}")
+                print(f"  allocate {label} {ratio}x: {error}")
                 continue
             seconds = time.perf_counter() - start
-            path = files / f"allocate-{quantizer}-{ratio:g}x.rdz"
+            path = files / f"allocate-{label.replace(', ', '-')}-{ratio:g}x.rdz"
             result.save(path)
-            row = {"curve": f"allocate ({quantizer})", "setting": f"ratio>={ratio:g}",
+            row = {"curve": f"allocate ({label})", "setting": f"ratio>={ratio:g}",
                    **measure(path, model, test, accuracy),
                    "predicted_kl": result.report["predicted_kl"], "seconds": seconds}
             row["ratio"] = fp32 / row["file_bytes"]
             rows.append(row)
             allocations[path.name] = result.report
-            print(f"  allocate {quantizer} {ratio:g}x: {row['ratio']:.2f}x acc "
+            print(f"  allocate {label} {ratio:g}x: {row['ratio']:.2f}x acc "
                   f"{row['accuracy']:.4f} kl {row['kl']:.4g} pred {row['predicted_kl']} "
                   f"{seconds:.1f}s", flush=True)
     if args.nncodec and Path(args.nncodec).exists():

@@ -45,8 +45,10 @@ from rdcompress.errors import FormatError
 sys.path.insert(0, str(Path(__file__).parent))
 from rdz_fixtures import (  # noqa: E402
     CTX_MANIFEST,
+    DQ_MANIFEST,
     TINY_MANIFEST,
     tiny_ctx_tensors,
+    tiny_dq_tensors,
     tiny_tensors,
     with_file_crc,
 )
@@ -114,6 +116,8 @@ def base_files() -> dict[str, bytes]:
         "masks": encode_rdz(_mask_tensors(), {"note": "masks"}, "ans", "json")[0],
         # format version 3: context-coded index streams (coder 4) and grid codebooks ("g")
         "tiny-ctx": encode_rdz(tiny_ctx_tensors(), CTX_MANIFEST, "ctx", "json")[0],
+        # format version 4: dependent-quantization entries ("d")
+        "tiny-dq": encode_rdz(tiny_dq_tensors(), DQ_MANIFEST, "ctx", "json")[0],
     }
 
 

@@ -10,7 +10,7 @@ import zlib
 import numpy as np
 import torch
 
-from rdcompress.codec import PrunedTensor, QuantizedTensor, RawTensor
+from rdcompress.codec import DQTensor, PrunedTensor, QuantizedTensor, RawTensor
 
 
 def tiny_tensors() -> list:
@@ -85,3 +85,24 @@ def tiny_ctx_tensors() -> list:
 CTX_MANIFEST = {"model": {"zoo": "tiny-ctx", "kwargs": {}}, "method": "uniform", "objective":
                 "baseline", "settings": {"step": 0.0625}, "weights_sha256": "0" * 8,
                 "original_bytes": 4 * (576 + 60 + 288 + 6)}
+
+
+def tiny_dq_tensors() -> list:
+    """Dependent-quantization entries (format version 4) of float32 and float16 tensors beside a
+    grid tensor and a raw one (deterministic integer patterns: the golden file depends on
+    these bytes). Rows restart the state machine: (16, 36) with cols 36, (6, 10) with cols 5."""
+    rows, cols = np.arange(16)[:, None], np.arange(36)[None, :]
+    levels = ((rows * 5 + cols * 7 + (cols // 3) * rows) % 7 - 3) * ((cols % 5) != 0)
+    small = (np.arange(60) * 3 // 4) % 5 - 2  # (60,) in [-2, 2]
+    grid = (np.float64(np.float32(0.0625)) * np.arange(-2, 3)).astype(np.float32)
+    return [
+        DQTensor("conv.weight", (16, 4, 3, 3), "float32", 0.03125, levels.reshape(-1), 36),
+        DQTensor("fc.weight", (6, 10), "float16", 0.25, small, 5),
+        QuantizedTensor("head.weight", (4, 9), "float32", grid, np.arange(36) % 5),
+        RawTensor("fc.bias", np.linspace(-1, 1, 6, dtype=np.float32)),
+    ]
+
+
+DQ_MANIFEST = {"model": {"zoo": "tiny-dq", "kwargs": {}}, "method": "allocate", "objective":
+               "baseline", "settings": {"quantizer": "dq"}, "weights_sha256": "0" * 8,
+               "original_bytes": 4 * (576 + 60 + 36 + 6)}

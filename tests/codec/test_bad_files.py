@@ -92,7 +92,7 @@ def test_flipped_byte_in_each_section(offset):
     if offset == 0:
         message = (f"not an .rdz file: magic bytes {data[:4]!r}, expected b'\\x89RDZ'")
     elif offset == 4:
-        message = ("format version 253 is newer than this rdcompress supports (3); upgrade "
+        message = ("format version 253 is newer than this rdcompress supports (4); upgrade "
                    "rdcompress (pip install -U rdcompress)")
     elif offset == 6 and HEADER_LENGTH ^ 0xFF > len(VALID) - PREAMBLE_SIZE:
         message = (f"truncated: the header needs {HEADER_LENGTH ^ 0xFF} bytes after the "
@@ -120,11 +120,11 @@ def test_wrong_magic_and_foreign_files():
 
 
 def test_newer_and_invalid_version():
-    assert_error(craft(HEADER, DATA_BUFFER, version=4),
-                 "format version 4 is newer than this rdcompress supports (3); upgrade "
+    assert_error(craft(HEADER, DATA_BUFFER, version=5),
+                 "format version 5 is newer than this rdcompress supports (4); upgrade "
                  "rdcompress (pip install -U rdcompress)")
     assert_error(craft(HEADER, DATA_BUFFER, version=0),
-                 "format version 0 is invalid; expected 1..3")
+                 "format version 0 is invalid; expected 1..4")
 
 
 def test_huge_header_length():

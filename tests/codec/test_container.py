@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from rdcompress.codec import (
+    DQTensor,
     PrunedTensor,
     QuantizedTensor,
     RawTensor,
@@ -27,8 +28,10 @@ from rdcompress.errors import ConfigError
 sys.path.insert(0, str(Path(__file__).parent))  # importlib import mode: reach the helper module
 from rdz_fixtures import (  # noqa: E402
     CTX_MANIFEST,
+    DQ_MANIFEST,
     TINY_MANIFEST,
     tiny_ctx_tensors,
+    tiny_dq_tensors,
     tiny_tensors,
     torch_bf16_raw,
 )
@@ -48,6 +51,8 @@ def reference_dense(tensor) -> np.ndarray:
                 dense[position] = tensor.values[kept]
                 kept += 1
         return dense.reshape(tensor.shape)
+    if isinstance(tensor, DQTensor):
+        return reference_dq(tensor)
     flat = torch.zeros(tensor.numel, dtype=getattr(torch, tensor.dtype))
     mask = np.ones(tensor.numel, bool) if tensor.mask is None else tensor.mask
     kept = 0
@@ -55,6 +60,24 @@ def reference_dense(tensor) -> np.ndarray:
         if mask[position]:
             flat[position] = float(tensor.codebook[tensor.indices[kept]])
             kept += 1
+    if tensor.dtype == "bfloat16":
+        return flat.view(torch.int16).numpy().view(np.uint16).reshape(tensor.shape)
+    return flat.numpy().reshape(tensor.shape)
+
+
+def reference_dq(tensor: DQTensor) -> np.ndarray:
+    """The spec's state machine one level at a time: Q0 (states 0, 1) 2k, Q1 (2, 3) 2k - sgn k,
+    next state by the level's parity, state 0 at every row start; float32 then the dtype."""
+    table = {0: (0, 2), 1: (2, 0), 2: (1, 3), 3: (3, 1)}
+    flat = torch.zeros(tensor.numel, dtype=getattr(torch, tensor.dtype))
+    state = 0
+    for position, level in enumerate(int(k) for k in tensor.levels):
+        if position % tensor.cols == 0:
+            state = 0
+        multiple = 2 * level if state < 2 else 2 * level - (level > 0) + (level < 0)
+        value = np.float64(tensor.step) * multiple
+        flat[position] = float(value if tensor.dtype == "float64" else np.float32(value))
+        state = table[state][level % 2]
     if tensor.dtype == "bfloat16":
         return flat.view(torch.int16).numpy().view(np.uint16).reshape(tensor.shape)
     return flat.numpy().reshape(tensor.shape)
@@ -195,6 +218,7 @@ def test_every_golden_file_of_every_version_decodes(path):
     contents = read_rdz(path)
     version = int(path.stem.rsplit("-v", 1)[1]) if "-v" in path.stem else 1
     make_tensors, manifest = ((tiny_ctx_tensors, CTX_MANIFEST) if "-ctx-" in path.name
+                              else (tiny_dq_tensors, DQ_MANIFEST) if "-dq-" in path.name
                               else (tiny_tensors, TINY_MANIFEST))
     assert contents.format_version == version
     assert contents.manifest == manifest

@@ -217,3 +217,44 @@ def test_weights_of_zero_importance_are_not_moved_far():
     step = next(r["step"] for r in result.report["layers"] if r["layer"] == "2.weight")
     assert step is not None
     assert (w[:4] - w_hat[:4]).abs().max() <= (w[:4].abs().max() + step)  # never beyond zero
+
+
+@pytest.mark.parametrize("quantizer, coder, version", [("round", "ctx", 3), ("dq", "ans", 4)])
+def test_context_coder_and_dependent_quantization_write_exact_files(tmp_path, quantizer, coder,
+                                                                     version):
+    model = mlp()
+    result = compress(model, AllocateConfig(target_bytes=3000, quantizer=quantizer),
+                      fake_importance(model), coder=coder)
+    summary = result.save(tmp_path / "a.rdz")
+    assert summary.file_bytes <= 3000 and summary.format_version == version
+    loaded = load(tmp_path / "a.rdz", model=model)
+    for name, tensor in result.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+    choices = {row["choice"] for row in result.report["layers"]}
+    assert choices <= {"raw", "dq" if quantizer == "dq" else "uniform"} and choices != {"raw"}
+
+
+def test_dq_menu_predicts_its_own_distortion_and_beats_rounding():
+    from rdcompress.kernels.trellis import dq_reconstruct
+
+    model = mlp()
+    importance = fake_importance(model)
+    params = dict(model.named_parameters())
+    layer = _layer_inputs(params, ["2.weight"], importance, importance.weights_sha256)[0]
+    config = AllocateConfig(target_ratio=4, importance_floor=0.0, quantizer="dq")
+    menu = layer_menu(layer, config, "ans")
+    w = layer.weight.to(torch.float64).reshape(-1).numpy()
+    I = layer.I.reshape(-1).numpy()
+    for candidate in menu[1:]:
+        assert candidate.dq_cols == 48 and candidate.kind == "dq"
+        w_hat = dq_reconstruct(candidate.step, candidate.levels, 48).astype(np.float64)
+        assert candidate.distortion == pytest.approx(float((I * (w - w_hat) ** 2).sum()),
+                                                     rel=1e-9)
+    # at equal bytes the trellis predicts less distortion than one grid (best of each menu
+    # at the budget of rounding's median candidate)
+    rounded = layer_menu(layer, AllocateConfig(target_ratio=4, importance_floor=0.0), "ans")[1:]
+    wins = 0
+    for candidate in rounded:
+        cheaper = [c.distortion for c in menu[1:] if c.bytes <= candidate.bytes]
+        wins += bool(cheaper) and min(cheaper) < candidate.distortion
+    assert wins >= 0.6 * len(rounded)

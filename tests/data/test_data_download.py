@@ -122,3 +122,52 @@ def test_cifar_download_with_wrong_member_md5(writers, tmp_path, helpers):
     server = FakeServer({"https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz": payload})
     with pytest.raises(ChecksumError, match="c99cafc152244af753f735de768cd75f"):
         load_dataset("cifar10", "test", data_dir=tmp_path / "nowhere", downloader=server)
+
+
+def test_cache_root_honours_xdg_cache_home(monkeypatch, isolated):
+    from rdcompress.data import download as download_module
+
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert download_module.cache_root() == isolated / ".cache" / "rdcompress"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(isolated / "xdg"))
+    assert download_module.cache_root() == isolated / "xdg" / "rdcompress"
+
+
+@pytest.fixture
+def local_server():
+    """An HTTP server on the loopback interface (no network) serving {path: bytes}."""
+    import http.server
+    import threading
+
+    files = {"/a.gz": b"payload-a"}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the http.server API)
+            body = files.get(self.path)
+            self.send_response(200 if body is not None else 404)
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_pooch_fetcher_reads_and_fails_over(local_server):
+    """The default fetcher (pooch): bytes from a URL; a 404 is an OSError, so the next mirror
+    is tried and the first good payload is returned."""
+    from rdcompress.data import download as download_module
+
+    assert download_module.http_download(f"{local_server}/a.gz", 5) == b"payload-a"
+    with pytest.raises(OSError):
+        download_module.http_download(f"{local_server}/missing.gz", 5)
+    payload = download_module._fetch_first(
+        [f"{local_server}/missing.gz", f"{local_server}/a.gz"], download_module.http_download,
+        lambda data: None)
+    assert payload == b"payload-a"

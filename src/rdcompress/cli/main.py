@@ -41,8 +41,12 @@ COMMANDS: dict[str, Command] = {
     "compress": Command(
         "compress a model into a .rdz file: by a method, or to a target size or distortion",
         "rdcompress.cli.compress"),
+    "recover": Command("recover accuracy: fine-tune a .rdz inside its structure",
+                       "rdcompress.cli.recover"),
     "decompress": Command("decode a .rdz file into a .safetensors file",
                           "rdcompress.cli.decompress"),
+    "export": Command("export a .rdz model to ONNX (kept compressed) or safetensors",
+                      "rdcompress.cli.export"),
     "info": Command("per-layer table of a .rdz file: bits/weight, bytes, entropy, ratios",
                     "rdcompress.cli.info"),
     "bound": Command("rate-distortion lower bound of a linear model (Theorem 2)",

@@ -2,9 +2,10 @@
 
 Bottom layer: pure functions on symbol streams (``rans``, ``ctx`` (context-modelled rANS for
 shaped index streams), ``huffman``, ``streams``, ``positions``, ``grid`` (uniform codebooks),
-``entropy``); ``index_streams`` codes bare integer tensors and estimates their size; on top,
-the container (``container``) and its accounting (``summary``); ``safetensors_out`` converts a
-file back to plain weights. ``CODERS`` lists the coders a writer accepts.
+``dq`` (dependent quantization), ``entropy``); ``index_streams`` codes bare integer tensors
+and estimates their size; on top, the container (``container``) and its accounting
+(``summary``); ``safetensors_out`` converts a file back to plain weights. ``CODERS`` lists
+the coders a writer accepts.
 """
 
 from rdcompress.codec.container import (
@@ -20,6 +21,7 @@ from rdcompress.codec.container import (
     read_rdz_tensors,
     write_rdz,
 )
+from rdcompress.codec.dq import DQTensor
 from rdcompress.codec.entropy import (
     empirical_entropy_bits,
     entropy_bits_from_counts,
@@ -37,7 +39,7 @@ from rdcompress.codec.summary import RdzSummary, TensorSummary
 from rdcompress.codec.tensors import PrunedTensor, QuantizedTensor, RawTensor
 
 __all__ = [
-    "CODERS", "FORMAT_VERSION", "MAGIC", "PrunedTensor", "QuantizedTensor", "RawTensor",
+    "CODERS", "DQTensor", "FORMAT_VERSION", "MAGIC", "PrunedTensor", "QuantizedTensor", "RawTensor",
     "RdzContents", "RdzSummary", "TensorSummary", "decode_index_stream", "decode_rdz",
     "decode_stream", "decompress_to_safetensors", "empirical_entropy_bits",
     "encode_index_stream", "encode_rdz", "encode_stream", "entropy_bits_from_counts",

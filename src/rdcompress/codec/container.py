@@ -2,7 +2,8 @@
 
     offset 0   4 bytes  magic b"\\x89RDZ"
     offset 4   u8       format version (2, or 3 for files using the context coder or grid
-                        codebooks; version-1 files are still read)
+                        codebooks, 4 for files holding dependent-quantization entries;
+                        version-1 files are still read)
     offset 5   u8       header encoding: 0 = JSON (UTF-8), 1 = raw DEFLATE of that JSON
     offset 6   u32 LE   stored header length H
     offset 10  u32 LE   file CRC32 of bytes [0, 10) + [14, end): everything but itself
@@ -30,9 +31,12 @@ import numpy as np
 from rdcompress._io import atomic_write
 from rdcompress.codec._bytes import ByteReader
 from rdcompress.codec.ctx import candidate_cols
+from rdcompress.codec.dq import DQTensor, decode_dq_parameters, encode_dq_parameters
 from rdcompress.codec.grid import decode_grid, encode_grid, find_grid
 from rdcompress.codec.header import (
     BASE_VERSION,
+    CTX_VERSION,
+    DQ_VERSION,
     ELEMENTS_PER_FILE_BYTE,
     FORMAT_VERSION,
     MAGIC,
@@ -111,8 +115,10 @@ def encode_rdz(
         entries.append(entry)
         sections.extend(tensor_sections)
         summaries.append(summarize_tensor(tensor, entry["l"], position_method, index_coder))
-        if entry["t"] == "g" or index_coder == "ctx":
-            version = FORMAT_VERSION
+        if entry["t"] == "d":
+            version = DQ_VERSION
+        elif entry["t"] == "g" or index_coder == "ctx":
+            version = max(version, CTX_VERSION)
     manifest_json = _dumps(manifest)
     content = content_crc(manifest_json, (
         (entry["n"], entry["d"], entry["s"], decode_tensor(tensor))
@@ -202,6 +208,12 @@ def _encode_tensor(tensor: Tensor, coder: str) -> tuple[dict, list[bytes], str |
             sections.append(encode_positions(tensor.mask, _position_coder(coder)))
             position_method = _position_method_name(sections[-1])
         entry = {"n": tensor.name, "t": kind, "d": tensor.dtype, "s": list(tensor.shape)}
+    elif isinstance(tensor, DQTensor):
+        cols = candidate_cols(tensor.numel, tensor.shape)
+        stream = encode_stream(tensor.symbols, tensor.alphabet_size, coder, cols)
+        sections = [encode_dq_parameters(tensor), stream]
+        index_coder, position_method = _stream_coder_name(stream), None
+        entry = {"n": tensor.name, "t": "d", "d": tensor.dtype, "s": list(tensor.shape)}
     elif isinstance(tensor, PrunedTensor):
         sections = [encode_positions(tensor.mask, _position_coder(coder)),
                     tensor.values.tobytes()]
@@ -209,8 +221,8 @@ def _encode_tensor(tensor: Tensor, coder: str) -> tuple[dict, list[bytes], str |
         entry = {"n": tensor.name, "t": "p", "d": tensor.dtype, "s": list(tensor.shape)}
     else:
         raise ConfigError(
-            f"cannot store {type(tensor).__name__}; expected RawTensor, QuantizedTensor or "
-            f"PrunedTensor"
+            f"cannot store {type(tensor).__name__}; expected RawTensor, QuantizedTensor, "
+            f"PrunedTensor or DQTensor"
         )
     entry["l"] = [len(s) for s in sections]
     return entry, sections, position_method, index_coder
@@ -389,6 +401,8 @@ def _decode_tensor(entry: dict, sections: list,
             return RawTensor(name, array, dtype), None, None
         if kind in ("q", "g"):
             return _decode_quantized(name, kind, dtype, shape, numel, sections, version)
+        if kind == "d":
+            return _decode_dq(name, dtype, shape, numel, sections, version)
         mask, method = decode_positions(ByteReader(sections[0], f"tensor {name!r} positions"),
                                         numel, version)
         kept = int(mask.sum())
@@ -428,6 +442,17 @@ def _decode_quantized(name, kind, dtype, shape, numel, sections, version):
             f"tensor {name!r}: {len(indices)} indices for {kept} kept positions"
         )
     return QuantizedTensor(name, shape, dtype, codebook, indices, mask), method, coder
+
+
+def _decode_dq(name, dtype, shape, numel, sections, version):
+    step, low, alphabet, cols = decode_dq_parameters(
+        ByteReader(sections[0], f"tensor {name!r} DQ parameters"), dtype, numel)
+    symbols, declared, coder = decode_stream(
+        ByteReader(sections[1], f"tensor {name!r} indices"), numel, alphabet, version)
+    if declared != alphabet or len(symbols) != numel:
+        raise FormatError(f"tensor {name!r}: {len(symbols)} DQ levels over alphabet {declared}, "
+                          f"expected {numel} over {alphabet}")
+    return DQTensor(name, shape, dtype, step, symbols + low, cols), None, coder
 
 
 def _decode_codebook(name: str, dtype: str, section) -> np.ndarray:

@@ -21,13 +21,16 @@ from rdcompress.errors import FormatError
 
 MAGIC = b"\x89RDZ"
 # The newest version this release reads and writes. A writer writes the lowest version able to
-# express a file: 2, or 3 when it uses the context coder (stream coder 4) or grid codebooks.
-FORMAT_VERSION = 3
+# express a file: 2, or 3 when it uses the context coder (stream coder 4) or grid codebooks,
+# or 4 when it holds a dependent-quantization entry (kind "d").
+FORMAT_VERSION = 4
 BASE_VERSION = 2
-SUPPORTED_VERSIONS = (1, 2, 3)
+CTX_VERSION = 3
+DQ_VERSION = 4
+SUPPORTED_VERSIONS = (1, 2, 3, 4)
 # magic, version, header encoding, header length, file CRC (+ content CRC from version 2)
 PREAMBLES = {1: struct.Struct("<4sBBII"), 2: struct.Struct("<4sBBIII"),
-             3: struct.Struct("<4sBBIII")}
+             3: struct.Struct("<4sBBIII"), 4: struct.Struct("<4sBBIII")}
 PREAMBLE_SIZES = {version: preamble.size for version, preamble in PREAMBLES.items()}  # 14, 18
 MIN_FILE_BYTES = PREAMBLE_SIZES[1]
 MAX_HEADER_BYTES = 16 << 20  # stored header cap (a header is a few KiB in practice)
@@ -38,10 +41,12 @@ MAX_NDIM = 32
 # ELEMENT_ALLOWANCE + ELEMENTS_PER_FILE_BYTE * file bytes (checked before decoding anything).
 ELEMENT_ALLOWANCE = 1 << 16
 ELEMENTS_PER_FILE_BYTE = 1024
-KIND_CODES = {"raw": "r", "quantized": "q", "pruned": "p", "grid": "g"}
-SECTION_COUNTS = {"r": (1,), "q": (2, 3), "p": (2,), "g": (2, 3)}
-# Entry kinds each version may use ("g": quantized with a grid codebook, version 3).
-VERSION_KINDS = {1: ("r", "q", "p"), 2: ("r", "q", "p"), 3: ("r", "q", "p", "g")}
+KIND_CODES = {"raw": "r", "quantized": "q", "pruned": "p", "grid": "g", "dq": "d"}
+SECTION_COUNTS = {"r": (1,), "q": (2, 3), "p": (2,), "g": (2, 3), "d": (2,)}
+# Entry kinds each version may use ("g": quantized with a grid codebook, version 3; "d":
+# dependent quantization, version 4).
+VERSION_KINDS = {1: ("r", "q", "p"), 2: ("r", "q", "p"), 3: ("r", "q", "p", "g"),
+                 4: ("r", "q", "p", "g", "d")}
 
 
 def element_budget(file_bytes: int) -> int:
@@ -201,7 +206,7 @@ def check_entry(index: int, entry, version: int = BASE_VERSION) -> None:
     if not isinstance(entry["t"], str) or entry["t"] not in kinds:
         raise FormatError(f"{where}: unknown kind {entry['t']!r}; expected one of "
                           f"{', '.join(kinds)} in format version {version}"[:300])
-    allowed = FLOAT_DTYPES if entry["t"] in ("q", "g") else tuple(STORAGE_DTYPES)
+    allowed = FLOAT_DTYPES if entry["t"] in ("q", "g", "d") else tuple(STORAGE_DTYPES)
     if not isinstance(entry["d"], str) or entry["d"] not in allowed:
         raise FormatError(f"{where}: dtype {entry['d']!r} is not one of {list(allowed)}"[:300])
     shape = entry["s"]

@@ -5,7 +5,8 @@ Layout of a stream (all integers LEB128 varints unless noted)::
     u8 coder      0 = constant (every symbol equal; also the empty stream),
                   1 = ANS with constriction's float model (version-1 files only),
                   2 = Huffman, 3 = rANS with the format's integer model (version 2),
-                  4 = context-modelled rANS for shaped index streams (version 3, ctx.py);
+                  4 = context-modelled rANS for shaped index streams (versions 3, 4;
+                  ctx.py);
                   other ids are reserved for future coders (a reader rejects them)
     n             number of symbols
     k             alphabet size; symbols are in [0, k)
@@ -34,7 +35,7 @@ from rdcompress.errors import ConfigError, FormatError
 CODER_IDS = {"constant": 0, "ans-v1": 1, "huffman": 2, "ans": 3, "ctx": 4}
 CODER_NAMES = {value: key for key, value in CODER_IDS.items()}
 # The coders each format version may use.
-VERSION_CODERS = {1: (0, 1, 2), 2: (0, 2, 3), 3: (0, 2, 3, 4)}
+VERSION_CODERS = {1: (0, 1, 2), 2: (0, 2, 3), 3: (0, 2, 3, 4), 4: (0, 2, 3, 4)}
 # The coders a writer accepts (``coder=`` of encode_rdz / write_rdz / compress).
 CODERS = ("ans", "huffman", "ctx")
 

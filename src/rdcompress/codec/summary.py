@@ -28,6 +28,7 @@ from rdcompress.codec.entropy import (
 from rdcompress.codec.tensors import (
     FLOAT_DTYPES,
     STORAGE_DTYPES,
+    DQTensor,
     PrunedTensor,
     QuantizedTensor,
     RawTensor,
@@ -38,7 +39,7 @@ from rdcompress.codec.tensors import (
 @dataclass
 class TensorSummary:
     name: str
-    kind: str  # "raw" | "quantized" | "pruned"
+    kind: str  # "raw" | "quantized" | "pruned" | "dq"
     shape: tuple[int, ...]
     dtype: str
     numel: int
@@ -193,6 +194,15 @@ def summarize_tensor(
             None, None, None, raw_bytes=lengths[0],
             paper_bits=8 * original_bytes_of(numel, str(tensor.dtype)),
             original_bytes=original_bytes_of(numel, str(tensor.dtype)),
+        )
+    if isinstance(tensor, DQTensor):
+        counts = np.bincount(tensor.symbols, minlength=tensor.alphabet_size)
+        return TensorSummary(
+            tensor.name, "dq", tensor.shape, tensor.dtype, tensor.numel, tensor.numel,
+            tensor.alphabet_size, None, index_coder, codebook_bytes=lengths[0],
+            index_bytes=lengths[1], index_entropy_bits=entropy_bits_from_counts(counts),
+            paper_bits=paper_huffman_bits(counts, 0),
+            original_bytes=original_bytes_of(tensor.numel, tensor.dtype),
         )
     position_entropy = 0.0 if tensor.mask is None else mask_entropy_bits(
         tensor.numel, tensor.n_kept

@@ -16,6 +16,7 @@ import numpy.typing as npt
 if TYPE_CHECKING:
     import torch
 
+from rdcompress.codec.dq import DQTensor, dq_float_values
 from rdcompress.errors import ConfigError
 
 # dtype name -> numpy storage dtype (little-endian). bfloat16 is stored as its bit patterns.
@@ -163,17 +164,21 @@ class PrunedTensor:
         return int(self.values.size)
 
 
-Tensor = RawTensor | QuantizedTensor | PrunedTensor
+Tensor = RawTensor | QuantizedTensor | PrunedTensor | DQTensor
 
 
 def decode_tensor(tensor: Tensor) -> np.ndarray:
     """The dense array a tensor stands for, in its storage dtype, shaped. Bit-exact.
 
     QuantizedTensor: codebook cast to the dtype, gathered by indices, scattered into the kept
-    positions (zeros elsewhere). bfloat16 results are uint16 bit patterns.
+    positions (zeros elsewhere). DQTensor: the state machine's values (codec.dq), cast the
+    same way. bfloat16 results are uint16 bit patterns.
     """
     if isinstance(tensor, RawTensor):
         return tensor.array
+    if isinstance(tensor, DQTensor):
+        values = dq_float_values(tensor.step, tensor.levels, tensor.cols, tensor.dtype)
+        return cast_codebook(values, tensor.dtype).reshape(tensor.shape)
     storage = STORAGE_DTYPES[tensor.dtype]
     if isinstance(tensor, QuantizedTensor):
         values = cast_codebook(tensor.codebook, tensor.dtype)[tensor.indices]

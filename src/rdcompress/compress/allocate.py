@@ -29,7 +29,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from rdcompress.codec import QuantizedTensor, RawTensor, entry_bytes
+from rdcompress.codec import DQTensor, QuantizedTensor, RawTensor, entry_bytes
 from rdcompress.codec.tensors import decode_tensor, to_torch
 from rdcompress.compress._layers import DTYPE_NAMES, LayerInput, LayerResult
 from rdcompress.compress._layers import _stats as layer_stats
@@ -37,11 +37,12 @@ from rdcompress.errors import ConfigError
 from rdcompress.kernels.allocate import METHODS as SEARCHES
 from rdcompress.kernels.allocate import Allocation, allocate_to_budget
 from rdcompress.kernels.gptq import gptq_factor, gptq_levels, output_error
+from rdcompress.kernels.trellis import RateModel, dq_reconstruct, dq_trellis
 from rdcompress.kernels.uniform import ecsq_uniform, grid_step, reconstruct
 from rdcompress.progress import progress
 
 TARGETS = ("target_bytes", "target_ratio", "max_kl", "max_accuracy_drop")
-QUANTIZERS = ("round", "ecsq", "gptq")
+QUANTIZERS = ("round", "ecsq", "gptq", "dq")
 
 
 @dataclass
@@ -60,9 +61,10 @@ class AllocateConfig:
     step_range: tuple[float, float] = (2.0 ** -7, 16.0)  # grid steps, × the layer's weight RMS
     steps_per_octave: int = 2  # menu density: steps are step_range[0] · 2^(j / this)
     quantizer: str = "round"  # "round" (nearest level), "ecsq" (entropy-constrained, by
-    #   rd_factors) or "gptq" (rounding with error compensation through the input second
-    #   moments of calibration data; needs calibration)
-    rd_factors: tuple[float, ...] = (0.3, 1.0)  # ecsq: λ = c · mean(I) · step² for each c
+    #   rd_factors), "gptq" (rounding with error compensation through the input second
+    #   moments of calibration data; needs calibration) or "dq" (dependent / trellis-coded
+    #   quantization, NNC's DQ: the Viterbi at λ = 0 and at each rd_factor; format version 4)
+    rd_factors: tuple[float, ...] = (0.3, 1.0)  # ecsq, dq: λ = c · mean(I) · step² for each c
     max_relative_distortion: float = 0.5  # trust region of the quadratic prediction: no
     #   candidate may lose more than this fraction of its layer's Σ I w² (what zeroing it
     #   would lose); far outside it the prediction is worthless (a layer nearly zeroed "costs"
@@ -158,10 +160,15 @@ class Candidate:
     step: float | None = None  # None: the layer stored raw
     lam: float = 0.0
     levels: np.ndarray | None = field(default=None, repr=False)  # (numel,) int32
+    dq_cols: int | None = None  # dependent quantization: its state machine's row length
 
     @property
     def raw(self) -> bool:
         return self.step is None
+
+    @property
+    def kind(self) -> str:
+        return "raw" if self.raw else "dq" if self.dq_cols else "uniform"
 
 
 def uniform_entry(layer: LayerInput, step: float, levels: np.ndarray) -> QuantizedTensor:
@@ -172,6 +179,26 @@ def uniform_entry(layer: LayerInput, step: float, levels: np.ndarray) -> Quantiz
     return QuantizedTensor(name=layer.name, shape=tuple(layer.weight.shape),
                            dtype=DTYPE_NAMES[layer.weight.dtype], codebook=codebook,
                            indices=levels - low)
+
+
+def dq_entry(layer: LayerInput, step: float, levels: np.ndarray, cols: int) -> DQTensor:
+    """The codec entry of ``layer`` stored as dependent-quantization ``levels``."""
+    return DQTensor(layer.name, tuple(layer.weight.shape), DTYPE_NAMES[layer.weight.dtype], step,
+                    levels, cols)
+
+
+def dq_cols(weight: torch.Tensor) -> int:
+    """The trellis's row length: a row per output (Linear) or filter (conv), one row for a
+    vector, so that the Viterbi runs on all rows at once."""
+    return weight.numel() // weight.shape[0] if weight.dim() >= 2 else max(weight.numel(), 1)
+
+
+def _entry(layer: LayerInput, candidate: Candidate) -> QuantizedTensor | DQTensor:
+    assert candidate.levels is not None and candidate.step is not None
+    levels = candidate.levels.astype(np.int64)
+    if candidate.dq_cols:
+        return dq_entry(layer, candidate.step, levels, candidate.dq_cols)
+    return uniform_entry(layer, candidate.step, levels)
 
 
 def layer_menu(layer: LayerInput, config: AllocateConfig, coder: str) -> list[Candidate]:
@@ -189,20 +216,49 @@ def layer_menu(layer: LayerInput, config: AllocateConfig, coder: str) -> list[Ca
     zero = gptq.zero if gptq is not None else float(
         (I * w * w).sum() + (0.0 if H is None else (H * w ** 4).sum()))
     seen: set[tuple[float, bytes]] = set()
+    cols = dq_cols(layer.weight) if config.quantizer == "dq" else None
     for step in config.steps(rms):
         step = grid_step(step)
         if top / step >= 2 ** 15 - 1:
             continue  # finer than a 16-bit grid: raw is as good and cheaper
-        for lam, levels, distortion in _quantize(w, I, H, step, config, gptq):
-            if distortion > config.max_relative_distortion * zero:
+        limit = config.max_relative_distortion * zero
+        variants = (_dq_variants(w, I, H, step, config, cols, limit) if cols
+                    else _quantize(w, I, H, step, config, gptq))
+        for lam, levels, distortion in variants:
+            if distortion > limit:
                 continue  # outside the trust region of the prediction
+            if cols and int(levels.max()) - int(levels.min()) >= levels.size:
+                continue  # a DQ alphabet wider than the tensor: the format refuses it
             key = (step, hashlib.blake2b(levels.tobytes(), digest_size=16).digest())
             if key in seen:
                 continue  # the same levels reached by another factor
             seen.add(key)
-            entry = uniform_entry(layer, step, levels)
-            menu.append(Candidate(entry_bytes(entry, coder), distortion, step, lam, levels))
+            candidate = Candidate(0, distortion, step, lam, levels, cols)
+            candidate.bytes = entry_bytes(_entry(layer, candidate), coder)
+            menu.append(candidate)
     return menu
+
+
+def _dq_variants(w: np.ndarray, I: np.ndarray, H: np.ndarray | None, step: float,
+                 config: AllocateConfig, cols: int, limit: float):
+    """(λ, (numel,) int32 levels, predicted distortion) of the trellis at λ = 0 and at each
+    rd_factor (rate model: the order-0 code lengths per quantizer of the λ = 0 levels). The
+    Viterbi minimises Σ I δ²; the quartic term, when given, is added to the prediction.
+    Nothing when rounding to the grid ``step · Z`` (whose levels include every DQ value, so
+    its distortion is a lower bound) is already beyond ``limit``."""
+    if float((I * (w - reconstruct(step, np.rint(w / step))) ** 2).sum()) > limit:
+        return
+    mean_importance = float(I.mean())
+    plain = dq_trellis(w, I, step, cols)
+    for factor in (0.0, *(c for c in config.rd_factors if c > 0)):
+        lam = factor * mean_importance * step * step
+        result = plain if not lam else dq_trellis(w, I, step, cols, lam,
+                                                  RateModel.from_levels(plain.levels, cols))
+        distortion = result.distortion
+        if H is not None:
+            delta = w - dq_reconstruct(step, result.levels, cols).astype(np.float64)
+            distortion += float((H * delta ** 4).sum())
+        yield lam, result.levels.astype(np.int32), distortion
 
 
 def importance_floor(I: np.ndarray, fraction: float) -> np.ndarray:
@@ -279,14 +335,16 @@ def layer_result(layer: LayerInput, candidate: Candidate) -> LayerResult:
         weight = layer.weight.detach().clone()
         stats = layer_stats(layer, weight, weight.numel(), None, None)
         return LayerResult(RawTensor(layer.name, weight), weight, stats)
-    assert candidate.levels is not None and candidate.step is not None
     entry, w_hat = _decoded(layer, candidate)
+    assert candidate.levels is not None
     counts = np.bincount(candidate.levels - candidate.levels.min())
     counts = counts[counts > 0]
     bits = float(-(counts / counts.sum() * np.log2(counts / counts.sum())).sum())
     span = int(candidate.levels.max() - candidate.levels.min() + 1)
     stats = layer_stats(layer, w_hat, w_hat.numel(), span, bits)
-    return LayerResult(entry, w_hat, stats)
+    # LayerResult.entry's annotation (compress/_layers.py) predates DQTensor; the assembler
+    # only appends the entry to the file's tensors, which encode_rdz accepts.
+    return LayerResult(entry, w_hat, stats)  # type: ignore[arg-type]
 
 
 def weights_of(layers: list[LayerInput], menus: list[list[Candidate]],
@@ -299,11 +357,11 @@ def weights_of(layers: list[LayerInput], menus: list[list[Candidate]],
     return out
 
 
-def _decoded(layer: LayerInput, candidate: Candidate) -> tuple[QuantizedTensor, torch.Tensor]:
+def _decoded(layer: LayerInput,
+             candidate: Candidate) -> tuple[QuantizedTensor | DQTensor, torch.Tensor]:
     """The codec entry of ``candidate`` and ŵ exactly as the file decodes it (through the
-    codec's own cast and gather)."""
-    assert candidate.levels is not None and candidate.step is not None
-    entry = uniform_entry(layer, candidate.step, candidate.levels.astype(np.int64))
+    codec's own cast and gather, or its state machine)."""
+    entry = _entry(layer, candidate)
     return entry, to_torch(decode_tensor(entry), entry.dtype).reshape(layer.weight.shape)
 
 
@@ -318,7 +376,7 @@ def allocation_rows(layers: list[LayerInput], menus: list[list[Candidate]],
         size = file_bytes.get(layer.name, candidate.bytes)
         rows.append({
             "layer": layer.name, "weights": numel,
-            "choice": "raw" if candidate.raw else "uniform",
+            "choice": candidate.kind,
             "step": candidate.step, "levels": None if candidate.levels is None else int(
                 candidate.levels.max() - candidate.levels.min() + 1),
             "ecsq_lambda": candidate.lam, "bytes": size, "bits_per_weight": 8 * size / numel,

@@ -26,6 +26,7 @@ from torch import nn
 
 from rdcompress.errors import ModelError
 from rdcompress.models.lenet import LeNet5
+from rdcompress.models.lenet_caffe import LeNet5Caffe
 from rdcompress.models.mlp import digits_mlp, lenet_300_100, mnist_mlp
 from rdcompress.models.preprocessing import (
     CIFAR_HALF,
@@ -68,6 +69,9 @@ ZOO: dict[str, ZooEntry] = {
                  "LeNet-300-100: 784-300-100-10 MLP"),
         ZooEntry("lenet5", LeNet5, "mnist", LENET5_RESIZE,
                  "LeNet-5 with ReLU on 32x32 (bilinear-resized) MNIST; outputs log-probabilities"),
+        ZooEntry("lenet5-caffe", LeNet5Caffe, "mnist", MNIST_NORMALIZE,
+                 "LeNet-5 in Caffe's layout: conv 20 -> conv 50 -> fc 500 -> fc 10 (431k "
+                 "weights; the compression literature's LeNet-5)"),
         *[
             ZooEntry(f"resnet{depth}", _resnet(depth), "cifar10", IMAGENET_NORMALIZE,
                      f"CIFAR ResNet-{depth} (He et al. 2016), option-A shortcuts")
