@@ -19,9 +19,10 @@ from typing import Any
 import torch
 
 from rdcompress._io import atomic_write_text, state_dict_sha256
+from rdcompress.api import open_model
 from rdcompress.compress.registry import config_fields, default_sweep, get, names, specs
 from rdcompress.errors import ConfigError
-from rdcompress.models import LoadedModel, is_zoo_spec, load_model
+from rdcompress.models import LoadedModel, is_zoo_spec
 from rdcompress.progress import progress
 from rdcompress.results import ROW_FIELDS, SweepRow, write_rows, write_sweep_file
 
@@ -109,7 +110,7 @@ def prepare_model(config: SweepConfig, out: Path) -> tuple[str, str | None]:
 
 def _prepare_model(config: SweepConfig, out: Path) -> LoadedModel:
     model, weights = prepare_model(config, out)
-    return load_model(model, weights=weights, trust_code=config.trust_code)
+    return open_model(model, weights=weights, trust_code=config.trust_code)
 
 
 def run_sweep(config: SweepConfig) -> SweepResult:

@@ -19,6 +19,7 @@ from rdcompress.compress import (
     QuantizeConfig,
     compress,
     config_from_dict,
+    load,
 )
 from rdcompress.errors import ConfigError, ImportanceMismatchError, NonFiniteError
 from rdcompress.pruning import kept_count
@@ -168,3 +169,25 @@ def test_negative_importance_is_clamped_with_a_warning():
     with pytest.warns(UserWarning, match="clamped"):
         compressed = compress(net, QuantizeConfig(clusters=4), importance)
     assert compressed.layers["4.weight"].distortion >= 0
+
+
+def test_load_materializes_dense_factorized_or_compressed(tmp_path):
+    from torch import nn
+
+    from rdcompress.compress import LowRankConfig
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 3))
+    x = torch.randn(5, 12)
+    for config in (QuantizeConfig(clusters=4), LowRankConfig(rank=3)):
+        path = tmp_path / f"{config.method}.rdz"
+        compress(net, config).save(path)
+        dense = load(path, model=net)
+        for materialize in ("factorized", "compressed"):
+            other, manifest = load(path, model=net, materialize=materialize,
+                                   return_manifest=True)
+            assert manifest["method"] == config.method
+            torch.testing.assert_close(other(x), dense(x), rtol=0, atol=1e-6)
+        assert type(load(path, model=net, materialize="compressed")[0]) is not nn.Linear
+    with pytest.raises(ConfigError, match="materialize='sparse'"):
+        load(path, model=net, materialize="sparse")

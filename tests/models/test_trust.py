@@ -81,7 +81,7 @@ def test_api_entry_points_refuse_the_files_code(hostile):
     calls = [
         lambda: rdcompress.load(hostile.rdz),
         lambda: rdcompress.load(hostile.rdz, factorized=True, return_manifest=True),
-        lambda: load_model(hostile.rdz),
+        lambda: rdcompress.open_model(hostile.rdz),
         lambda: load_model(hostile.weights),  # the sidecar names the factory
         lambda: build_from_spec(hostile.spec),
     ]
@@ -153,7 +153,7 @@ def test_the_caller_naming_the_architecture_needs_no_trust(tmp_path, monkeypatch
     hostile = Hostile(tmp_path, monkeypatch)
     reference = rdcompress.load(hostile.rdz, model=build("digits-mlp"))
     assert not hostile.ran()  # model= : the file's spec is not even looked at
-    by_arch = load_model(hostile.rdz, arch=hostile.factory)  # the caller typed the factory
+    by_arch = rdcompress.open_model(hostile.rdz, arch=hostile.factory)  # the caller typed it
     assert (tmp_path / "called").exists()
     for name, value in reference.state_dict().items():
         assert torch.equal(by_arch.module.state_dict()[name], value)

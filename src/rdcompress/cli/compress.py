@@ -135,13 +135,13 @@ def _loader(args: argparse.Namespace, loaded, why: str):
 
 
 def run(args: argparse.Namespace) -> int:
+    from rdcompress.api import open_model
     from rdcompress.compress import compress, spec_of
-    from rdcompress.models import load_model
 
     config = build_config(args)
     check_outputs({"-o": args.output, "--json": args.json_out, "--report": args.report},
                   {**model_files(args.model, args.weights), "--importance": args.importance})
-    loaded = load_model(args.model, weights=args.weights, arch=args.arch,
+    loaded = open_model(args.model, weights=args.weights, arch=args.arch,
                         trust_code=args.trust_code)
     metadata = {"dataset": loaded.dataset,
                 "preprocessing": loaded.preprocessing.to_dict() if loaded.preprocessing else None}

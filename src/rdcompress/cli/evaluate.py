@@ -41,9 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rdcompress.api import open_model
     from rdcompress.data import load_dataset
     from rdcompress.evaluate import calibrate, classification_metrics, collect_outputs
-    from rdcompress.models import load_model
     from rdcompress.pipeline import check_model_fits_data, make_loader
 
     reference_files = {f"--reference{k.removeprefix('MODEL')}": v
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     check_dataset(args.data)
     check_outputs({"--json": args.json_out},
                   {**model_files(args.model, args.weights), **reference_files})
-    loaded = load_model(args.model, weights=args.weights, arch=args.arch,
+    loaded = open_model(args.model, weights=args.weights, arch=args.arch,
                         trust_code=args.trust_code)
     dataset_name = args.data or loaded.dataset
     if dataset_name is None:
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     reference = None
     if args.reference:  # loaded first: a bad reference fails before any evaluation
-        reference = load_model(args.reference, trust_code=args.trust_code)
+        reference = open_model(args.reference, trust_code=args.trust_code)
     logits, labels = outputs(loaded.module, args.split, args.model)
     reference_logits = None
     if reference is not None:

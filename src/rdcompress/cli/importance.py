@@ -73,9 +73,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rdcompress.api import open_model
     from rdcompress.data import load_dataset
     from rdcompress.importance import ImportanceConfig, compute_importance
-    from rdcompress.models import load_model
     from rdcompress.pipeline import check_model_fits_data, make_loader
 
     config = ImportanceConfig(
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         include_frozen=not args.exclude_frozen, seed=args.seed)
     check_dataset(args.data)
     check_outputs({"-o": args.output}, model_files(args.model, args.weights))
-    loaded = load_model(args.model, weights=args.weights, arch=args.arch,
+    loaded = open_model(args.model, weights=args.weights, arch=args.arch,
                         trust_code=args.trust_code)
     dataset_name = args.data or loaded.dataset
     if dataset_name is None and config.objective != "baseline":

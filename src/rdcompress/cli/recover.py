@@ -95,8 +95,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rdcompress.api import open_model
     from rdcompress.data import load_dataset
-    from rdcompress.models import load_model
     from rdcompress.pipeline import check_model_fits_data, make_loader
     from rdcompress.recover import RecoverConfig, recover
 
@@ -124,10 +124,10 @@ def run(args: argparse.Namespace) -> int:
                        for k, v in model_files(args.reference, args.weights).items()}
     check_outputs({"-o": args.output, "--json": args.json_out, "--checkpoint": args.checkpoint},
                   {"MODEL": args.model, **reference_files})
-    loaded = load_model(args.model, arch=args.arch, trust_code=args.trust_code)
+    loaded = open_model(args.model, arch=args.arch, trust_code=args.trust_code)
     reference = None
     if args.reference:
-        reference = load_model(args.reference, weights=args.weights, trust_code=args.trust_code)
+        reference = open_model(args.reference, weights=args.weights, trust_code=args.trust_code)
     dataset_name = args.data or loaded.dataset or (reference.dataset if reference else None)
     if dataset_name is None:
         raise ConfigError("no dataset known for this model: pass --data NAME")

@@ -191,8 +191,12 @@ def assemble(
     )
 
 
+MATERIALIZE = ("dense", "factorized", "compressed")
+
+
 def load(path: str | os.PathLike[str], model: nn.Module | None = None, *,
-         return_manifest: bool = False, factorized: bool = False, trust_code: bool = False):
+         return_manifest: bool = False, factorized: bool = False, trust_code: bool = False,
+         materialize: str = "dense"):
     """A ready ``nn.Module`` (eval mode) with the weights of a .rdz file, bit for bit.
 
     The architecture comes from ``model`` (a deep copy is filled; ``model`` itself is
@@ -202,8 +206,19 @@ def load(path: str | os.PathLike[str], model: nn.Module | None = None, *,
     ``return_manifest`` returns (module, manifest). With ``factorized``, every Linear/Conv2d
     stored as low-rank factors becomes a ``LowRankLinear``/``LowRankConv2d`` holding the
     decoded factors (cast to the weight's dtype; exact for float32/float16 factors); other
-    layers (grouped convs included) stay dense.
+    layers (grouped convs included) stay dense; ``materialize="factorized"`` says the same.
+    ``materialize="compressed"`` keeps every compressed layer compressed in memory (palettes
+    as uint4/uint8 indices + codebook, pruned layers as kept values + positions, low-rank
+    factors; ``rdcompress.deploy.load_compressed``); its outputs equal the dense model's.
     """
+    if materialize not in MATERIALIZE:
+        raise ConfigError(f"materialize={materialize!r}; use one of {MATERIALIZE}.")
+    if materialize == "compressed":
+        from rdcompress.deploy import load_compressed  # deploy builds on this package
+
+        module = load_compressed(path, model=model, trust_code=trust_code)
+        return (module, read_rdz(path).manifest) if return_manifest else module
+    factorized = factorized or materialize == "factorized"
     contents = read_rdz(path)
     manifest = contents.manifest
     state = compose_state(manifest, contents.to_torch())

@@ -180,7 +180,7 @@ class LoadedModel:
     metadata: dict[str, Any] = field(default_factory=dict)  # sidecar contents, if any
 
 
-def _spec_for(name: str) -> dict[str, Any]:
+def spec_for(name: str) -> dict[str, Any]:
     return {"factory": name, "kwargs": {}} if ":" in name else {"zoo": name, "kwargs": {}}
 
 
@@ -191,8 +191,8 @@ def load_model(source: str | Path, weights: str | Path | None = None,
     - ``runs/x.safetensors`` with a sidecar ``runs/x.json`` (from ``rdcompress train``);
     - a checkpoint path plus ``arch`` (a zoo name or ``package.module:factory``);
     - a zoo name or ``package.module:factory`` plus ``weights`` (or random init if None);
-    - a ``.rdz`` file (a compressed model, via ``rdcompress.load``), with ``arch`` for an
-      architecture its manifest does not name in the zoo.
+    A ``.rdz`` file (a compressed model) is opened by ``rdcompress.open_model``, which reads
+    every source.
 
     ``source`` and ``arch`` are the caller's own words: a factory named there is imported and
     called. A factory named by a *file* (sidecar or manifest) runs only with ``trust_code``.
@@ -200,10 +200,8 @@ def load_model(source: str | Path, weights: str | Path | None = None,
     source_str = str(source)
     path = Path(source_str)
     if path.suffix == ".rdz":
-        if weights is not None:
-            raise ModelError(f"MODEL {source_str!r} is a compressed model that holds its own "
-                             "weights; drop --weights")
-        return _load_rdz(path, arch, trust_code)
+        raise ModelError(f"MODEL {source_str!r} is a compressed model; open it with "
+                         "rdcompress.open_model(path) or rdcompress.load(path)")
     if path.is_dir():
         raise ModelError(
             f"MODEL {source_str!r} is a directory; give a weights file (a .safetensors with its "
@@ -222,7 +220,7 @@ def load_model(source: str | Path, weights: str | Path | None = None,
             metadata = _read_sidecar(sidecar)
             spec, trusted, origin = metadata["spec"], trust_code, f"sidecar {str(sidecar)!r}"
         elif arch is not None:
-            spec, trusted, origin = _spec_for(arch), True, f"--arch {arch}"
+            spec, trusted, origin = spec_for(arch), True, f"--arch {arch}"
         else:
             raise ModelError(
                 f"{source_str!r} has no sidecar {sidecar.name!r} saying which architecture it "
@@ -232,18 +230,18 @@ def load_model(source: str | Path, weights: str | Path | None = None,
         state = load_state(path)
         module = _build_for(spec, state, trusted, origin, source_str)
         load_weights(module, state, source_str)
-        return _finish(module, spec, path.as_posix(), metadata)
+        return finish_loaded(module, spec, path.as_posix(), metadata)
     if arch is not None:
         raise ModelError(f"MODEL {source_str!r} is a name, not a file; --arch is for files")
     if ":" not in source_str and source_str not in ZOO:
         raise ModelError(
             f"MODEL {source_str!r} is not an existing file, a zoo model ({', '.join(ZOO)}) or a "
             "package.module:factory; check the path or the name")
-    spec = _spec_for(source_str)
+    spec = spec_for(source_str)
     module = build_from_spec(spec, trust_code=True, source=f"MODEL {source_str}")
     if weights is not None:
         load_weights(module, load_state(weights), str(weights))
-    return _finish(module, spec, str(weights) if weights else "random-init", {})
+    return finish_loaded(module, spec, str(weights) if weights else "random-init", {})
 
 
 def _build_for(spec: Any, state: dict[str, torch.Tensor], trusted: bool, origin: str,
@@ -256,7 +254,7 @@ def _build_for(spec: Any, state: dict[str, torch.Tensor], trusted: bool, origin:
     return build_from_spec(spec, trust_code=trusted, source=origin)
 
 
-def _finish(module: nn.Module, spec: dict[str, Any], source: str,
+def finish_loaded(module: nn.Module, spec: dict[str, Any], source: str,
             metadata: dict[str, Any]) -> LoadedModel:
     module.eval()
     entry = ZOO.get(spec["zoo"]) if is_zoo_spec(spec) else None
@@ -286,21 +284,6 @@ def _read_sidecar(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{str(path)!r} is not an rdcompress model sidecar "
                               f"(expected format {SIDECAR_FORMAT!r} with a 'spec')")
     return data
-
-
-def _load_rdz(path: Path, arch: str | None, trust_code: bool) -> LoadedModel:
-    from rdcompress.compress import load as load_rdz  # the compress layer sits above models
-
-    model = None
-    if arch is not None:  # the caller's architecture: built here, filled by load
-        model = build_from_spec(_spec_for(arch), trust_code=True, source=f"--arch {arch}")
-    module, manifest = load_rdz(path, model=model, return_manifest=True, trust_code=trust_code)
-    spec = _spec_for(arch) if arch is not None else manifest.get("model")
-    metadata = manifest.get("model_metadata") or {}
-    if not isinstance(metadata, dict):
-        raise CheckpointError(f"{path}: the manifest's model_metadata is "
-                              f"{type(metadata).__name__}, not an object")
-    return _finish(module, spec or {}, path.as_posix(), dict(metadata))
 
 
 def parameter_count(module: nn.Module) -> int:
