@@ -22,6 +22,7 @@ from rdcompress._io import atomic_write_text, state_dict_sha256
 from rdcompress.api import open_model
 from rdcompress.compress.registry import config_fields, default_sweep, get, names, specs
 from rdcompress.errors import ConfigError
+from rdcompress.importance.config import OBJECTIVES as IMPORTANCE_OBJECTIVES
 from rdcompress.models import LoadedModel, is_zoo_spec
 from rdcompress.progress import progress
 from rdcompress.results import ROW_FIELDS, SweepRow, write_rows, write_sweep_file
@@ -30,7 +31,8 @@ from rdcompress.results import ROW_FIELDS, SweepRow, write_rows, write_sweep_fil
 # a directory made with other values of these; every other field must agree.
 NOT_RESULT_FIELDS = ("output_dir", "trust_code", "methods", "objectives", "grid")
 GREEDY_OBJECTIVE = "loss"  # methods that do not use importance run once, under this name
-OBJECTIVES = ("baseline", "fisher", "gradient", "hessian", "gradient+hessian")
+OBJECTIVES = tuple(IMPORTANCE_OBJECTIVES)  # every importance objective can be swept
+PAPER_OBJECTIVES = ("baseline", "fisher", "gradient", "hessian", "gradient+hessian")  # default
 
 
 @dataclass
@@ -41,7 +43,7 @@ class SweepConfig:
     data_dir: str | None = None
     output_dir: str = "runs/sweep-digits-mlp"
     methods: tuple[str, ...] = field(default_factory=default_sweep)  # registered, with an axis
-    objectives: tuple[str, ...] = OBJECTIVES
+    objectives: tuple[str, ...] = PAPER_OBJECTIVES
     grid: dict[str, tuple] = field(default_factory=dict)  # {method: values of its sweep axis};
     #   a method left out gets its axis's default values
     options: dict[str, dict[str, Any]] = field(default_factory=dict)  # {method: {field: value}}

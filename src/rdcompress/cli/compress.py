@@ -22,6 +22,7 @@ from rdcompress.cli._methods import (
 from rdcompress.codec.streams import CODERS
 from rdcompress.compress.registry import names
 from rdcompress.errors import ConfigError
+from rdcompress.importance.config import OBJECTIVES
 from rdcompress.units import parse_size  # noqa: F401 - the --target-size type, importable here
 
 LOWRANK_EXAMPLES = """\
@@ -36,8 +37,7 @@ The flags of each method are listed above under its name; a flag of another meth
 Old spellings that still work: --ratio (--keep), --metric (--lowrank-metric), --factor-storage
 (--lowrank-storage), --greedy-alpha (--alpha).
 """
-OBJECTIVE_CHOICES = ("baseline", "fisher", "fisher-mc", "output", "gradient", "hessian",
-                     "gradient+hessian")
+OBJECTIVE_CHOICES = tuple(OBJECTIVES)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -31,6 +31,12 @@ def empirical_entropy_bits(symbols: np.ndarray, alphabet_size: int | None = None
     return entropy_bits_from_counts(symbol_counts(symbols, size))
 
 
+def entropy_per_symbol(symbols: np.ndarray, alphabet_size: int | None = None) -> float:
+    """Empirical (order-0) entropy in bits PER SYMBOL; 0 for an empty stream."""
+    symbols = np.asarray(symbols)
+    return empirical_entropy_bits(symbols, alphabet_size) / symbols.size if symbols.size else 0.0
+
+
 def mask_entropy_bits(numel: int, kept: int) -> float:
     """Order-0 entropy of a mask with ``kept`` ones among ``numel`` bits: numel * h(kept/numel)."""
     return entropy_bits_from_counts(np.array([kept, numel - kept]))

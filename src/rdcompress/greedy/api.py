@@ -20,12 +20,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from rdcompress.batches import BatchFn
 from rdcompress.codec import PrunedTensor, QuantizedTensor
+from rdcompress.codec.entropy import entropy_per_symbol
 from rdcompress.codec.tensors import decode_tensor, to_torch
 from rdcompress.compress._layers import (
     DTYPE_NAMES,
@@ -166,7 +166,7 @@ def _layer_result(name: str, original: torch.Tensor, done: LayerOutcome, outcome
     replaced = done.replaced
     indices = rounding_indices(new_flat[replaced], levels).numpy()
     codebook = levels.to(torch.float64).numpy()
-    entropy = _entropy_bits(indices, levels.numel())
+    entropy = entropy_per_symbol(indices, levels.numel()) if indices.size else None
     if bool(replaced.all()):
         entry = QuantizedTensor(name, shape, dtype_name, codebook, indices)
         weight = _decoded(entry, original.dtype)
@@ -204,14 +204,6 @@ def _stats(name: str, original: torch.Tensor, weight: torch.Tensor, done: LayerO
         relative_distortion=distortion / zero if zero > 0 else 0.0, entropy_bits=entropy,
         replaced=int(done.replaced.sum()), refreshes=done.refreshes, block=block,
     )
-
-
-def _entropy_bits(indices: np.ndarray, levels: int) -> float | None:
-    if indices.size == 0:
-        return None
-    counts = np.bincount(indices, minlength=levels).astype(np.float64)
-    probs = counts[counts > 0] / indices.size
-    return float(-(probs * np.log2(probs)).sum())
 
 
 def _kept_fraction(config: GreedyConfig, compressed: CompressedModel, summary: Any) -> float:

@@ -81,6 +81,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vjp, vmap
 
 from rdcompress.errors import ConfigError, ModelError, NonFiniteError
+from rdcompress.importance.config import HESSIAN_METHODS
 from rdcompress.importance.curvature import (
     HookedGGN,
     HookMismatch,
@@ -91,7 +92,6 @@ from rdcompress.importance.curvature import (
     piecewise_linear_reason,
 )
 
-HESSIAN_METHODS = ("exact", "hutchinson", "curvature-propagation")
 _SLOW_EXACT_WARN_PARAMS = 50_000
 _CHUNK_BUDGET = 1 << 26  # elements of per-sample statistics held at once (~256 MiB in float32)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rdcompress.codec.entropy import entropy_per_symbol
 from rdcompress.errors import ConfigError, NonFiniteError
 
 
@@ -40,7 +41,7 @@ class QuantizationResult:
     @property
     def entropy_bits(self) -> float:
         """Empirical entropy of the assignments in bits per weight: Σ_j −(n_j/n) log2(n_j/n)."""
-        return empirical_entropy_bits(self.assignments, self.codebook.size)
+        return entropy_per_symbol(self.assignments, self.codebook.size)
 
 
 def to_float64(values, name: str) -> np.ndarray:
@@ -151,9 +152,3 @@ def distortion(
     if H is not None:
         total += float(np.einsum("i,i->", H, np.square(diff2, out=diff2)))
     return total
-
-
-def empirical_entropy_bits(assignments: np.ndarray, k: int) -> float:
-    counts = np.bincount(assignments, minlength=k).astype(np.float64)
-    p = counts[counts > 0] / assignments.size
-    return float(-(p * np.log2(p)).sum())
