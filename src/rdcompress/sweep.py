@@ -26,6 +26,7 @@ from rdcompress.importance.config import OBJECTIVES as IMPORTANCE_OBJECTIVES
 from rdcompress.models import LoadedModel, is_zoo_spec
 from rdcompress.progress import progress
 from rdcompress.results import ROW_FIELDS, SweepRow, write_rows, write_sweep_file
+from rdcompress.sweep_inputs import RunInputs
 
 # SweepConfig fields that only choose WHICH runs exist (or where they go): a sweep resumes into
 # a directory made with other values of these; every other field must agree.
@@ -143,7 +144,7 @@ def run_sweep(config: SweepConfig) -> SweepResult:
     todo = [g for g in grid if _run_key(*g) not in done]
     if done:
         print(f"resumed {len(grid) - len(todo)}/{len(grid)} runs from {results_path}")
-    inputs = _RunInputs(config, loaded, dataset, out)
+    inputs = RunInputs(config, loaded, dataset, out)
     evaluation = _Evaluation(test_loader, reference_logits, labels)
     for method, objective, value in progress(todo, desc="sweep", unit="run"):
         row = _one_run(config, inputs, method, objective, value, evaluation)
@@ -247,54 +248,6 @@ def _check_resumable(config: SweepConfig, out: Path) -> None:
         )
 
 
-def _importance(config: SweepConfig, loaded: LoadedModel, dataset: str, objective: str,
-                out: Path) -> Any:
-    from rdcompress.importance import Importance, baseline_importance, compute_importance
-
-    if objective == "baseline":
-        return baseline_importance(loaded.module)
-    cached = out / f"importance-{objective.replace('+', '-')}.safetensors"
-    if cached.is_file():
-        return Importance.load(cached, loaded.module)
-    from rdcompress.data import load_dataset
-    from rdcompress.pipeline import make_loader
-
-    calibration = _calibration(config, loaded, dataset)
-    kwargs: dict[str, Any] = {"temperature": config.temperature}
-    if config.temperature == "auto":
-        val = load_dataset(dataset, split="val", data_dir=config.data_dir)
-        kwargs["heldout"] = make_loader(val, loaded.preprocessing, 512)
-    if objective in ("hessian", "gradient+hessian"):
-        kwargs["mu"] = config.hessian_mu
-    importance = compute_importance(loaded.module, calibration, objective, seed=config.seed,
-                                    **kwargs)
-    importance.save(cached)
-    return importance
-
-
-def _calibration(config: SweepConfig, loaded: LoadedModel, dataset: str) -> Any:
-    """The calibration set: ``calibration_samples`` seeded-shuffled training samples."""
-    from rdcompress.data import load_dataset
-    from rdcompress.pipeline import make_loader, tensor_loader
-
-    train = load_dataset(dataset, split="train", data_dir=config.data_dir)
-    loader = make_loader(train, loaded.preprocessing, 128, shuffle=True, seed=config.seed,
-                         limit=None)
-    return tensor_loader(*_subset(loader, config.calibration_samples), batch_size=128)
-
-
-def _subset(loader: Any, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``count`` samples of a seeded shuffled loader, already preprocessed."""
-    inputs, targets, seen = [], [], 0
-    for x, y in loader:
-        inputs.append(x)
-        targets.append(y)
-        seen += len(y)
-        if seen >= count:
-            break
-    return torch.cat(inputs)[:count], torch.cat(targets)[:count]
-
-
 @dataclass
 class _Evaluation:
     """The held-out set and the original model's outputs on it."""
@@ -304,29 +257,7 @@ class _Evaluation:
     labels: torch.Tensor
 
 
-class _RunInputs:
-    """What runs share, made on first use: importances by objective, the calibration loader,
-    and the cache that methods keep between runs (allocation menus, input moments)."""
-
-    def __init__(self, config: SweepConfig, loaded: LoadedModel, dataset: str, out: Path):
-        self.config, self.loaded, self.dataset, self.out = config, loaded, dataset, out
-        self.importances: dict[str, Any] = {}
-        self.cache: dict = {}
-        self._calibration: Any = None
-
-    def importance(self, objective: str) -> Any:
-        if objective not in self.importances:
-            self.importances[objective] = _importance(self.config, self.loaded, self.dataset,
-                                                      objective, self.out)
-        return self.importances[objective]
-
-    def calibration(self) -> Any:
-        if self._calibration is None:
-            self._calibration = _calibration(self.config, self.loaded, self.dataset)
-        return self._calibration
-
-
-def _one_run(config: SweepConfig, inputs: _RunInputs, method: str, objective: str, value: float,
+def _one_run(config: SweepConfig, inputs: RunInputs, method: str, objective: str, value: float,
              evaluation: _Evaluation) -> dict[str, Any]:
     from rdcompress.compress import compress, load
     from rdcompress.evaluate import classification_metrics, collect_outputs
