@@ -108,10 +108,11 @@ def plot_frontier(rows: Sequence[Row], path: str | Path, title: str = "",
                   reference: dict[str, Any] | None = None) -> Path:
     """Accuracy and KL against file ratio: every run as a dot, each method's front as a line."""
     import matplotlib
-    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from rdcompress.plots import ratio_axis
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     for ax, metric in zip(axes, ("accuracy", "kl"), strict=True):
@@ -130,9 +131,7 @@ def plot_frontier(rows: Sequence[Row], path: str | Path, title: str = "",
                     marker="o", color=color, ls=dashes, label=method)
         if metric == "accuracy" and reference and reference.get("accuracy") is not None:
             ax.axhline(reference["accuracy"], color="k", ls=":", label="original")
-        ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_tick))
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(_minor_tick))
+        ratio_axis(ax)
         if metric == "kl":
             ax.set_yscale("log")
         ax.set_xlabel("file ratio (fp32 bytes ÷ .rdz bytes, everything counted)")
@@ -155,16 +154,6 @@ def write_frontier(rows: Sequence[Row], out_dir: str | Path, title: str = "",
     fronts = [row for front in frontiers(rows, "accuracy").values() for row in front]
     write_rows(fronts, out / "frontier.csv", FRONTIER_FIELDS)
     return [out / "frontier.csv", plot_frontier(rows, out / "frontier.png", title, reference)]
-
-
-def _tick(value: float, _: int) -> str:
-    return f"{value:g}"
-
-
-def _minor_tick(value: float, _: int) -> str:
-    """Label 2, 3 and 5 of each decade: enough to read a ratio, not so many they overlap."""
-    leading = round(value / 10 ** math.floor(math.log10(value))) if value > 0 else 0
-    return f"{value:g}" if leading in (2, 3, 5) else ""
 
 
 def _base(method: str) -> str:

@@ -9,6 +9,7 @@ weight — the rate–distortion curve measured on the model's outputs with the 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,27 +33,57 @@ def _curves(rows: Sequence[dict[str, Any]], method: str, x: str, y: str):
     return {k: sorted(v) for k, v in by_objective.items()}
 
 
+def _merged(curves: dict[str, list]) -> dict[tuple[str, ...], list]:
+    """Objectives whose curves are identical drawn once, labelled together ("fisher = hessian":
+    on ReLU nets the Fisher and the Hessian diagonals coincide), so none hides another."""
+    groups: dict[tuple, list[str]] = {}
+    for objective, points in curves.items():
+        groups.setdefault(tuple(points), []).append(objective)
+    return {tuple(names): list(points) for points, names in groups.items()}
+
+
+def _tick(value: float, _: int) -> str:
+    return f"{value:g}"
+
+
+def _minor_tick(value: float, _: int) -> str:
+    """Label 2, 3 and 5 of each decade: enough to read a ratio, not so many they overlap."""
+    leading = round(value / 10 ** math.floor(math.log10(value))) if value > 0 else 0
+    return f"{value:g}" if leading in (2, 3, 5) else ""
+
+
+def ratio_axis(ax: Any) -> None:
+    """``ax``'s x axis: compression ratios, log scale labelled 2, 3, 5, 10, 20 ... (not 10¹,
+    2×10¹)."""
+    import matplotlib.ticker
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_tick))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(_minor_tick))
+
+
 def plot_sweep(rows: Sequence[dict[str, Any]], out_dir: str | Path, title: str = "",
                reference: dict[str, Any] | None = None) -> list[Path]:
-    """Write ``{method}.png`` (accuracy and cross-entropy vs ratio) and ``kl-vs-bits.png``."""
+    """Write ``{method}.png`` (accuracy and cross-entropy vs file ratio) and
+    ``kl-vs-bits.png``."""
     out = Path(out_dir)
     written = []
     methods = sorted({row["method"] for row in rows})
     for method in methods:
-        x, xlabel = "file_ratio", "compression ratio (fp32 bytes ÷ .rdz file bytes)"
         fig, axes = plt.subplots(2, 1, figsize=(6, 7), sharex=True)
         for ax, metric, label in ((axes[0], "accuracy", "test accuracy"),
                                   (axes[1], "cross_entropy", "test cross-entropy (nats)")):
-            for objective, points in _curves(rows, method, x, metric).items():
-                color, marker = STYLE.get(objective, (None, "x"))
-                ax.plot(*zip(*points, strict=True), marker=marker, color=color, label=objective)
+            for names, points in _merged(_curves(rows, method, "file_ratio", metric)).items():
+                color, marker = STYLE.get(names[0], (None, "x"))
+                ax.plot(*zip(*points, strict=True), marker=marker, color=color,
+                        label=" = ".join(names) + (" (identical)" if len(names) > 1 else ""))
             if reference and reference.get(metric) is not None:
                 ax.axhline(reference[metric], color="gray", ls=":", label="original")
             ax.set_ylabel(label)
             ax.grid(alpha=0.3)
         axes[1].set_yscale("log")
-        axes[0].set_xscale("log")
-        axes[1].set_xlabel(xlabel)
+        ratio_axis(axes[0])
+        axes[1].set_xlabel("compression ratio (fp32 bytes ÷ .rdz file bytes)")
         axes[0].legend(fontsize=8)
         axes[0].set_title(f"{title}: {method}")
         fig.tight_layout()
@@ -60,20 +91,20 @@ def plot_sweep(rows: Sequence[dict[str, Any]], out_dir: str | Path, title: str =
         fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(path)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for method in methods:
-        linestyle = method_style(method).get("linestyle", "-")
-        for objective, points in _curves(rows, method, "bits_per_weight", "kl").items():
-            color, marker = STYLE.get(objective, (None, "x"))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method in methods:  # colour and dashes: the method; marker: the objective
+        style = method_style(method)
+        for names, points in _merged(_curves(rows, method, "bits_per_weight", "kl")).items():
             xs, ys = zip(*points, strict=True)
-            ax.plot(xs, [max(v, 1e-8) for v in ys], ls=linestyle, marker=marker, color=color,
-                    label=f"{method} / {objective}")
+            ax.plot(xs, [max(v, 1e-8) for v in ys], ls=style.get("linestyle", "-"),
+                    marker=STYLE.get(names[0], (None, "x"))[1], color=style.get("color"),
+                    label=f"{method} / {' = '.join(names)}")
     ax.set_yscale("log")
     ax.set_xlabel("bits per weight (file, everything counted)")
     ax.set_ylabel("E_x KL(f_compressed || f_original)")
     ax.set_title(f"{title}: distortion vs rate")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=2, handlelength=4)
     fig.tight_layout()
     path = out / "kl-vs-bits.png"
     fig.savefig(path, dpi=110)

@@ -161,7 +161,7 @@ def run_sweep(config: SweepConfig) -> SweepResult:
     from rdcompress.plots import plot_sweep
     from rdcompress.summary import write_summary
 
-    title = f"{config.model} on {dataset}"
+    title = f"{Path(config.model).name.removesuffix('.safetensors')} on {dataset}"
     plot_sweep(rows, out, title=title, reference=reference)
     if len({row["method"] for row in rows}) > 1:
         from rdcompress.frontier import write_frontier
