@@ -42,7 +42,8 @@ from rdcompress.kernels.uniform import ecsq_uniform, grid_step, reconstruct
 from rdcompress.progress import progress
 
 TARGETS = ("target_bytes", "target_ratio", "max_kl", "max_accuracy_drop")
-QUANTIZERS = ("round", "ecsq", "gptq", "dq", "gptq-dq")
+QUANTIZERS = ("round", "ecsq", "gptq", "dq", "dq-rdo", "gptq-dq")
+DQ_QUANTIZERS = ("dq", "dq-rdo", "gptq-dq")
 
 
 @dataclass
@@ -63,10 +64,12 @@ class AllocateConfig:
     quantizer: str = "round"  # "round" (nearest level), "ecsq" (entropy-constrained, by
     #   rd_factors), "gptq" (rounding with error compensation through the input second
     #   moments of calibration data; needs calibration), "dq" (dependent / trellis-coded
-    #   quantization, NNC's DQ: the Viterbi at λ = 0 and at each rd_factor; format version 4)
-    #   or "gptq-dq" (the trellis with GPTQ's error feedback, 4 survivors per row, λ = 0;
-    #   needs calibration; layers without input moments get "dq")
-    rd_factors: tuple[float, ...] = (0.3, 1.0)  # ecsq, dq: λ = c · mean(I) · step² for each c
+    #   quantization, NNC's DQ: the Viterbi on Σ I δ² alone; format version 4), "dq-rdo"
+    #   (also the trellis on Σ I δ² + λ·bits at each rd_factor: measured harmful, the
+    #   diagonal prediction misjudges the weights it zeroes) or "gptq-dq" (the trellis with
+    #   GPTQ's error feedback, 4 survivors per row; needs calibration; layers without input
+    #   moments get "dq")
+    rd_factors: tuple[float, ...] = (0.3, 1.0)  # ecsq, dq-rdo: λ = c · mean(I) · step² per c
     max_relative_distortion: float = 0.5  # trust region of the quadratic prediction: no
     #   candidate may lose more than this fraction of its layer's Σ I w² (what zeroing it
     #   would lose); far outside it the prediction is worthless (a layer nearly zeroed "costs"
@@ -223,7 +226,7 @@ def layer_menu(layer: LayerInput, config: AllocateConfig, coder: str) -> list[Ca
     zero = gptq.zero if gptq is not None else float(
         (I * w * w).sum() + (0.0 if H is None else (H * w ** 4).sum()))
     seen: set[tuple[float, bytes]] = set()
-    cols = dq_cols(layer.weight) if config.quantizer in ("dq", "gptq-dq") else None
+    cols = dq_cols(layer.weight) if config.quantizer in DQ_QUANTIZERS else None
     for step in config.steps(rms):
         step = grid_step(step)
         if top / step >= 2 ** 15 - 1:
@@ -252,8 +255,9 @@ def layer_menu(layer: LayerInput, config: AllocateConfig, coder: str) -> list[Ca
 
 def _dq_variants(w: np.ndarray, I: np.ndarray, H: np.ndarray | None, step: float,
                  config: AllocateConfig, cols: int, limit: float):
-    """(λ, (numel,) int32 levels, predicted distortion) of the trellis at λ = 0 and at each
-    rd_factor (rate model: the order-0 code lengths per quantizer of the λ = 0 levels). The
+    """(λ, (numel,) int32 levels, predicted distortion) of the trellis at λ = 0 and, for
+    "dq-rdo", at each rd_factor (rate model: the order-0 code lengths per quantizer of the
+    λ = 0 levels). The
     Viterbi minimises Σ I δ²; the quartic term, when given, is added to the prediction.
     Nothing when rounding to the grid ``step · Z`` (whose levels include every DQ value, so
     its distortion is a lower bound) is already beyond ``limit``."""
@@ -261,7 +265,8 @@ def _dq_variants(w: np.ndarray, I: np.ndarray, H: np.ndarray | None, step: float
         return
     mean_importance = float(I.mean())
     plain = dq_trellis(w, I, step, cols)
-    for factor in (0.0, *(c for c in config.rd_factors if c > 0)):
+    factors = config.rd_factors if config.quantizer == "dq-rdo" else ()
+    for factor in (0.0, *(c for c in factors if c > 0)):
         lam = factor * mean_importance * step * step
         result = plain if not lam else dq_trellis(w, I, step, cols, lam,
                                                   RateModel.from_levels(plain.levels, cols))
