@@ -50,9 +50,11 @@ def test_onnx_matches_dense_load_under_onnxruntime(tmp_path, net_name, config_na
 
 
 def test_onnx_keeps_indices_as_bytes(tmp_path):
-    """k=40: a uint8 index per weight; k=16: two per byte; no float copy of the weight."""
+    """k=40: a uint8 index per weight; k=16: two per byte; k=4: four; no float copy of the
+    weight."""
     for config_name, name, dims in (("quantize-k40", "1.indices", (24 * 36,)),
-                                    ("quantize-k16", "1.indices4", (24 * 36 // 2,))):
+                                    ("quantize-k16", "1.indices4", (24 * 36 // 2,)),
+                                    ("quantize-k4", "1.indices2", (24 * 36 // 4,))):
         _, path = make_rdz(tmp_path, "mlp", config_name)
         out = tmp_path / f"{config_name}.onnx"
         export(path, "onnx", out, ExportOptions(model=NETS["mlp"](), input_shape=SHAPE))

@@ -6,8 +6,8 @@ state_dict key; then each compressed weight's initializer is replaced by a small
 rebuilds it at run time from what the ``.rdz`` stores (``onnx.helper``):
 
 - quantized: ``Gather(codebook (k,), Cast(indices))``; the indices are a uint8 initializer
-  (k ≤ 256; uint16 / int32 above), and for k ≤ 16 two per byte, unpacked with
-  ``BitShift`` + ``BitwiseAnd``;
+  (k ≤ 256; uint16 / int32 above), and for k ≤ 2, 4, 16 packed 8, 4, 2 per byte, unpacked
+  with ``BitShift`` + ``BitwiseAnd``;
 - pruned (and pruned + quantized): the kept values (or their indices + codebook) and a bit
   mask (8 positions per byte) → ``NonZero`` → ``ScatterElements`` into zeros;
 - low-rank / sum composites: the parts as above, combined in float64 (``MatMul`` / ``Sum``)
@@ -103,12 +103,15 @@ def _onnx_dtype(onnx: Any, dtype: str) -> int:
 def _indices(pieces: GraphPieces, name: str, indices: np.ndarray, k: int) -> str:
     """(n,) int32 codebook indices in the graph, from their narrowest initializer."""
     onnx = pieces.onnx
-    if k <= 16:
-        padded = np.zeros(indices.size + indices.size % 2, dtype=np.uint8)
+    bits = next((b for b in (1, 2, 4) if k <= 1 << b), None)
+    if bits is not None:  # 8 / bits indices per byte, the first in the lowest bits
+        per_byte = 8 // bits
+        padded = np.zeros(-(-indices.size // per_byte) * per_byte, dtype=np.uint8)
         padded[:indices.size] = indices
-        packed = padded[0::2] | (padded[1::2] << 4)  # low nibble first
-        stored = pieces.unpack(pieces.constant(f"{name}::indices4", packed), 4, indices.size,
-                               name)
+        fields = padded.reshape(-1, per_byte) << np.arange(0, 8, bits, dtype=np.uint8)
+        packed = np.bitwise_or.reduce(fields, axis=1).astype(np.uint8)
+        stored = pieces.unpack(pieces.constant(f"{name}::indices{bits}", packed), bits,
+                               indices.size, name)
     else:
         dtype = np.uint8 if k <= 256 else np.uint16 if k <= 65536 else np.int32
         stored = pieces.constant(f"{name}::indices", indices.astype(dtype))
