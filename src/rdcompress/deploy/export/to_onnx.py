@@ -21,6 +21,7 @@ and replacing initializers by name keeps the exporter's job to what it does for 
 
 from __future__ import annotations
 
+import inspect
 import os
 import tempfile
 import warnings
@@ -195,7 +196,11 @@ def dense_onnx_bytes(module: torch.nn.Module, shape: tuple[int, ...], opset: int
         # and its note that a Slice with steps > 1 is not folded (we asked for no folding)
         warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
         path = Path(folder) / "dense.onnx"
-        torch.onnx.export(module, (torch.zeros(1, *shape, dtype=dtype),), path, dynamo=False,
+        # ``dynamo`` exists from torch 2.5 on (and defaults to True from 2.9); before, the
+        # TorchScript exporter is the only one
+        choice: dict[str, Any] = {"dynamo": False} if "dynamo" in inspect.signature(
+            torch.onnx.export).parameters else {}
+        torch.onnx.export(module, (torch.zeros(1, *shape, dtype=dtype),), path, **choice,
                           do_constant_folding=False, opset_version=opset,
                           input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                           dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
