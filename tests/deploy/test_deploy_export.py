@@ -113,3 +113,15 @@ def test_cli_export_zoo_model(tmp_path, capsys):
     x = torch.randn(4, 1, 8, 8)
     assert torch.allclose(run_onnxruntime(out, x), load(path)(x), rtol=0, atol=1e-5)
     assert main(["export", str(path), "--format", "onnx", "-o", str(path)]) == 2
+
+
+def test_onnx_palettizes_other_entry_kinds(tmp_path):
+    from deploy_helpers import make_dq_rdz
+
+    net, path = make_dq_rdz(tmp_path)
+    out = tmp_path / "dq.onnx"
+    result = export(path, "onnx", out, ExportOptions(model=net, input_shape=SHAPE))
+    assert result.details["compressed"] == ["1.weight"]
+    assert "1.weight::codebook" in _initializers(out)
+    x = example_input()
+    assert torch.allclose(run_onnxruntime(out, x), load(path, model=net)(x), rtol=0, atol=1e-5)

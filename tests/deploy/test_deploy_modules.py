@@ -164,3 +164,17 @@ def test_composed_matches_compose_weight():
     recipe = {"op": "sum", "parts": ["w::q", "w::r"], "shape": [4, 6], "dtype": "float32"}
     composed = Composed("sum", [Dense(q), Dense(r)], (4, 6), torch.float32)
     assert torch.equal(composed(), compose_weight("w", recipe, {"w::q": q, "w::r": r}))
+
+
+def test_other_entry_kinds_are_palettized_from_their_distinct_values(tmp_path):
+    """A dependent-quantization entry (no holder of its own): decoded by the codec and held
+    as a palette of its distinct values, bit for bit."""
+    from deploy_helpers import make_dq_rdz
+
+    net, path = make_dq_rdz(tmp_path)
+    compressed = load_compressed(path, model=net)
+    source = compressed[1].weight_source
+    assert isinstance(source, Palette)
+    assert torch.equal(source(), load(path, model=net).state_dict()["1.weight"])
+    x = example_input()
+    assert torch.equal(compressed(x), load(path, model=net)(x))

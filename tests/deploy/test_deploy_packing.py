@@ -113,3 +113,16 @@ def test_palette_nibble_table_every_dtype(dtype):
         decoded = Palette(codebook, indices, (7, 11))()
         assert decoded.dtype == dtype
         assert torch.equal(decoded, codebook[indices].reshape(7, 11))
+
+
+def test_palette_of_keeps_bit_patterns():
+    """-0.0 and +0.0 are distinct codebook entries; too many distinct values -> None."""
+    from rdcompress.deploy.packing import palette_of
+
+    dense = torch.tensor([[0.0, -0.0, 1.5], [1.5, 0.0, -2.0]])
+    codebook, indices = palette_of(dense)
+    rebuilt = codebook[indices].reshape(dense.shape)
+    assert codebook.numel() == 4
+    assert torch.equal(rebuilt.view(torch.int32), dense.view(torch.int32))
+    assert palette_of(torch.arange(300, dtype=torch.float32)) is None
+    assert palette_of(torch.arange(300, dtype=torch.float64), max_k=300) is not None

@@ -63,6 +63,22 @@ def unpack_indices(packed: torch.Tensor, layout: str, n: int) -> torch.Tensor:
     return packed.to(torch.int32)
 
 
+_BIT_PATTERNS = {2: torch.int16, 4: torch.int32, 8: torch.int64}  # element size -> int type
+
+
+def palette_of(dense: torch.Tensor, max_k: int = 256
+               ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(codebook (k,), indices (numel,)) with ``codebook[indices]`` bit for bit ``dense``
+    (flattened), or None if it holds more than ``max_k`` distinct values. Values are compared
+    as bit patterns, so -0.0 and +0.0 stay distinct (and NaNs are kept as they are)."""
+    flat = dense.reshape(-1)
+    patterns = flat.view(_BIT_PATTERNS[flat.element_size()])
+    unique, inverse = torch.unique(patterns, return_inverse=True)
+    if unique.numel() > max_k:
+        return None
+    return unique.view(dense.dtype), inverse
+
+
 def mask_layout(numel: int, kept: int) -> str:
     """``BITS`` (numel/8 bytes) unless the int32 positions (4 bytes per kept one) are smaller."""
     return POSITIONS if 4 * kept < (numel + 7) // 8 else BITS

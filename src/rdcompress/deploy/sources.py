@@ -28,6 +28,7 @@ from rdcompress.deploy.packing import (
     mask_layout,
     pack_indices,
     pack_mask,
+    palette_of,
     scatter_kept,
     unpack_fields,
     unpack_indices,
@@ -190,11 +191,17 @@ class Composed(WeightSource):
 def source_from_entry(entry: CodecEntry, cache: bool = False) -> WeightSource:
     """The holder of one codec entry (``rdcompress.codec.read_rdz_tensors``). A pruned tensor
     whose values + positions would not be smaller than the dense tensor is held dense, and so
-    is an entry of a kind without a compressed holder here (decoded by the codec)."""
+    is an entry of a kind without a holder of its own here (e.g. dependent quantization's
+    levels): decoded by the codec, then held as a palette of its distinct values (bit
+    patterns) when it has at most 256, else dense."""
     if isinstance(entry, RawTensor):
         return Dense(to_torch(entry.array, entry.dtype or entry.array.dtype.name))
-    if not isinstance(entry, (QuantizedTensor, PrunedTensor)):
-        return Dense(to_torch(decode_tensor(entry), entry.dtype))
+    if not isinstance(entry, (QuantizedTensor, PrunedTensor)):  # e.g. dependent quantization
+        dense = to_torch(decode_tensor(entry), entry.dtype)
+        palette = palette_of(dense) if dense.is_floating_point() and dense.numel() else None
+        if palette is None:
+            return Dense(dense)
+        return Palette(palette[0], palette[1], tuple(dense.shape), cache=cache)
     shape = tuple(entry.shape)
     mask = None if entry.mask is None else torch.from_numpy(entry.mask.copy())
     if isinstance(entry, QuantizedTensor):

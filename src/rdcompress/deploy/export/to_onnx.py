@@ -35,6 +35,7 @@ from rdcompress._io import atomic_write_bytes
 from rdcompress.codec import PrunedTensor, QuantizedTensor, RawTensor, read_rdz_tensors
 from rdcompress.codec.tensors import cast_codebook, decode_tensor
 from rdcompress.deploy.export.options import ExportOptions, ExportResult
+from rdcompress.deploy.packing import palette_of
 from rdcompress.errors import ConfigError, ModelError
 
 INPUT_NAME, OUTPUT_NAME = "input", "output"
@@ -149,12 +150,20 @@ def _entry_subgraph(pieces: GraphPieces, entry: Any, output: str) -> None:
     elif isinstance(entry, PrunedTensor):
         _onnx_dtype(pieces.onnx, entry.dtype)
         values = pieces.constant(f"{entry.name}::values", entry.values)
-    else:  # a kind without a compressed form here: stored dense
-        pieces.node("Identity", [pieces.constant(f"{entry.name}::dense",
-                                                 decode_tensor(entry))], output)
-        return
-    if entry.mask is not None:
-        values = _scatter(pieces, entry.name, values, entry.mask, entry.dtype)
+    else:  # another kind (e.g. dependent quantization): a palette of its distinct values
+        dense = decode_tensor(entry)
+        palette = palette_of(torch.from_numpy(dense.copy())) if dense.dtype.kind == "f" \
+            and dense.size else None
+        if palette is None:
+            pieces.node("Identity", [pieces.constant(f"{entry.name}::dense", dense)], output)
+            return
+        codebook, indices = (t.numpy() for t in palette)
+        values = pieces.node("Gather", [
+            pieces.constant(f"{entry.name}::codebook", codebook),
+            _indices(pieces, entry.name, indices, codebook.size)], axis=0)
+    mask = getattr(entry, "mask", None)
+    if mask is not None:
+        values = _scatter(pieces, entry.name, values, mask, entry.dtype)
     pieces.node("Reshape", [values, shape], output)
 
 
