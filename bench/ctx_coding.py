@@ -15,6 +15,14 @@ plus ctx / order-0, ctx / ans, encode and decode seconds of both coders, the tim
 (the latter with grid codebooks, which uniform quantization produces). Never asserts.
 
     python bench/ctx_coding.py [--out results.csv] [--repeat 1]
+
+``--dq-files A.rdz ...`` instead measures what the trellis state would add as a context for
+the levels of dependent-quantization entries (format version 4; DeepCABAC conditions on it):
+per file, summed over its DQ entries, the bytes of the stored index streams, and the estimated
+bits (semi-static tables + ideal code length, the context writer's own estimator) of the left
+context alone (B = 3, no row classes), with the quantizer in use (state >> 1: 2 × 3 contexts)
+and with the full state (4 × 3 contexts), the left neighbour and state restarting at every
+trellis row.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from rdcompress.codec import (
+    DQTensor,
     QuantizedTensor,
     decode_index_stream,
     encode_index_stream,
@@ -120,6 +129,42 @@ def measure(model: str, setting: str, layers: dict, repeat: int) -> dict:
     return row
 
 
+def dq_state_contexts(paths: list[Path]) -> None:
+    """Estimated bytes of each DQ file's levels with the trellis state as an extra context."""
+    from rdcompress.codec import read_rdz_tensors
+    from rdcompress.codec.ctx import _approx_table_bits, left_bucket
+    from rdcompress.codec.dq import dq_states
+
+    print(f"{'file':<36} {'DQ levels':>9} {'order-0 B':>9} {'stored B':>9} {'left B':>9} "
+          f"{'left+q B':>9} {'left+state B':>12}")
+    for path in paths:
+        _, tensors = read_rdz_tensors(path)
+        totals = dict(count=0, order0=0.0, stored=0, left=0.0, quantizer=0.0, state=0.0)
+        for tensor in tensors:
+            if not isinstance(tensor, DQTensor):
+                continue
+            symbols, k = tensor.symbols, tensor.alphabet_size
+            totals["stored"] += len(encode_index_stream(symbols, k, "ctx", tensor.shape))
+            totals["count"] += symbols.size
+            totals["order0"] += empirical_entropy_bits(symbols, k) / 8
+            zero = int(np.argmax(np.bincount(symbols, minlength=k)))
+            previous = np.concatenate([[zero], symbols[:-1]])
+            previous[np.arange(symbols.size) % tensor.cols == 0] = zero
+            left = left_bucket(previous, zero, 3)
+            state = dq_states(tensor.levels, tensor.cols)
+            for key, context, count in (("left", left, 3), ("quantizer", left * 2 + state // 2,
+                                                            6),
+                                        ("state", left * 4 + state, 12)):
+                tables = np.bincount(context * k + symbols, minlength=count * k).reshape(
+                    count, k)
+                totals[key] += float(_approx_table_bits(tables).sum()) / 8
+        print(f"{path.name:<36} {totals['count']:>9} {totals['order0']:>9.0f} "
+              f"{totals['stored']:>9} {totals['left']:>9.0f} {totals['quantizer']:>9.0f} "
+              f"{totals['state']:>12.0f}")
+    print("# stored = the context coder's real streams (row classes, left context, lanes); the "
+          "three estimates use no row classes, so compare them with each other")
+
+
 def print_row(row: dict) -> None:
     print(f"{row['model']:<10} {row['quantization']:<10} {row['weights']:>7} "
           f"{row['order0']:>9.0f} {row['ans_bytes']:>8} {row['ctx_bytes']:>8} "
@@ -135,7 +180,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="write every row as CSV here")
     parser.add_argument("--repeat", type=int, default=1, help="timings: best of N runs")
+    parser.add_argument("--dq-files", type=Path, nargs="+", help="measure the trellis state as "
+                        "a context on these files' DQ entries instead")
     args = parser.parse_args()
+    if args.dq_files:
+        dq_state_contexts(args.dq_files)
+        return
     rows = []
     try:
         import zstandard  # noqa: F401

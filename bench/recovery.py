@@ -16,6 +16,11 @@ Writes into --out:
   references;
 - ``summary.md``: the largest ratio within 0.1 / 0.5 points of each reference.
 
+Settings ``ipq*`` (--iterative-keeps) follow Deep Compression's order instead of fine-tuning a
+prune+quantize file directly: prune, fine-tune the kept weights, quantize the survivors with the
+same mask, fine-tune the codebooks (--epochs each; their "compressed" and "level0" rows are the
+direct prune+quantize file of the same setting, the "before" of the comparison).
+
     python bench/recovery.py --model runs/mnist-mlp.safetensors --data-dir ../shared/data \\
         -o docs/results/recovery/mnist-mlp
 
@@ -34,7 +39,13 @@ import torch
 
 import rdcompress
 from rdcompress.codec import RawTensor
-from rdcompress.compress import CompressedModel, PruneQuantizeConfig, QuantizeConfig, compress
+from rdcompress.compress import (
+    CompressedModel,
+    PruneConfig,
+    PruneQuantizeConfig,
+    QuantizeConfig,
+    compress,
+)
 from rdcompress.data import load_dataset
 from rdcompress.evaluate import evaluate
 from rdcompress.importance import Importance
@@ -59,7 +70,29 @@ def settings(args: argparse.Namespace) -> list[tuple[str, object]]:
         for k in args.pq_ks:
             points.append((f"pq{keep}-k{k}", PruneQuantizeConfig(
                 kept_fraction=keep, clusters=k, algorithm=args.algorithm, scope=args.scope)))
+    for keep in args.iterative_keeps:
+        for k in args.pq_ks:
+            points.append((f"ipq{keep}-k{k}", PruneQuantizeConfig(
+                kept_fraction=keep, clusters=k, algorithm=args.algorithm, scope=args.scope)))
     return points
+
+
+def iterative(original, spec, config: PruneQuantizeConfig, importance, train, test,
+              recover_config: RecoverConfig, path: Path):
+    """Deep Compression's order: prune, fine-tune the kept weights (masks fixed), then quantize
+    the survivors (the same mask: pruned weights are exactly 0 and rank last) and fine-tune the
+    codebooks. Each stage gets ``recover_config.epochs`` epochs."""
+    pruned = compress(original, PruneConfig(config.kept_fraction, config.scope), importance,
+                      model_spec=spec)
+    tuned = recover(pruned, train, recover_config, original=original, model=original)
+    quantized = compress(tuned.model, config, None, model_spec=spec)
+    masks_in = {t.name: t.mask for t in pruned.tensors if getattr(t, "mask", None) is not None}
+    for entry in quantized.tensors:
+        if entry.name in masks_in and not (entry.mask == masks_in[entry.name]).all():
+            raise RuntimeError(f"{entry.name}: the quantization stage changed the mask")
+    quantized.save(path)
+    return recover(path, train, recover_config, original=original, model=original,
+                   eval_data=test)
 
 
 def raw_copy(model, spec) -> CompressedModel:
@@ -72,7 +105,9 @@ def raw_copy(model, spec) -> CompressedModel:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="trained .safetensors with its sidecar")
+    parser.add_argument("--model", required=True, help="trained .safetensors with its sidecar, "
+                        "or a zoo name with --weights")
+    parser.add_argument("--weights", help="weights of a zoo-name --model")
     parser.add_argument("--data", help="dataset (default: the model's)")
     parser.add_argument("--data-dir")
     parser.add_argument("--importance", help="importance file (default: baseline, I = 1)")
@@ -80,6 +115,8 @@ def main() -> None:
                         default=[2, 4, 8], help="quantize: k per layer (comma list)")
     parser.add_argument("--keeps", type=lambda s: [float(v) for v in s.split(",") if v],
                         default=[0.05, 0.1, 0.2], help="prune+quantize kept fractions")
+    parser.add_argument("--iterative-keeps", type=lambda s: [float(v) for v in s.split(",") if v],
+                        default=[], help="prune, recover, quantize, recover at these fractions")
     parser.add_argument("--pq-ks", type=lambda s: [int(v) for v in s.split(",") if v],
                         default=[4], help="prune+quantize: k per layer")
     parser.add_argument("--scope", choices=("layer", "global"), default="layer")
@@ -94,14 +131,24 @@ def main() -> None:
     parser.add_argument("--no-bias-correction", action="store_true")
     parser.add_argument("--no-finetune", action="store_true", help="level 0 only")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--files", help="where the .rdz files go (default: "
+                        "runs/recovery-files/<model>)")
+    parser.add_argument("--plot-only", action="store_true",
+                        help="redraw accuracy.png and summary.md from --out's results.json")
     parser.add_argument("-o", "--out", required=True)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     out = Path(args.out)
-    (out / "files").mkdir(parents=True, exist_ok=True)
-    loaded = load_model(args.model)
+    if args.plot_only:
+        rows = json.loads((out / "results.json").read_text())
+        plot(out, rows)
+        summarize(out, rows, args)
+        return
+    torch.set_num_threads(args.threads)
+    loaded = load_model(args.model, weights=args.weights)
     original = loaded.module.eval()
-    name = Path(args.model).stem
+    name = Path(args.model).stem if Path(args.model).suffix else args.model
+    files = Path(args.files or f"runs/recovery-files/{name}")
+    files.mkdir(parents=True, exist_ok=True)
     dataset = args.data or loaded.dataset
     train = make_loader(load_dataset(dataset, split="train", data_dir=args.data_dir),
                         loaded.preprocessing, args.batch_size, shuffle=True, seed=0,
@@ -130,18 +177,20 @@ def main() -> None:
                              "kl": row.get("kl"), "seconds_per_epoch": per_epoch})
             write(out, rows)
     for label, config in settings(args):
-        path = out / "files" / f"{label}.rdz"
+        path = files / f"{label}.rdz"
         compress(original, config, importance, model_spec=loaded.spec).save(path)
         rows.append({"model": name, "setting": label, "stage": "compressed", "epoch": 0,
                      **file_row(path, original_bytes, original, test, original)})
         print(rows[-1], flush=True)
-        level0 = RecoverConfig(epochs=0, bias_correction=not args.no_bias_correction)
+        level0 = RecoverConfig(epochs=0, bias_correction=not args.no_bias_correction,
+                               calibration_batches=40)
         for stage, config0 in (("level0", level0),
-                               ("bn-only", RecoverConfig(epochs=0, bias_correction=False))):
+                               ("bn-only", RecoverConfig(epochs=0, bias_correction=False,
+                                                         calibration_batches=40))):
             result = recover(path, train, config0, original=original, model=original)
             if stage == "bn-only" and not result.level0["batchnorm"]:
                 continue  # no BatchNorm: nothing to measure
-            target = out / "files" / f"{label}-{stage}.rdz"
+            target = files / f"{label}-{stage}.rdz"
             result.save(target)
             rows.append({"model": name, "setting": label, "stage": stage, "epoch": 0,
                          **file_row(target, original_bytes, original, test, original)})
@@ -152,10 +201,16 @@ def main() -> None:
         for loss in args.losses:
             began = time.perf_counter()
             config1 = RecoverConfig(epochs=args.epochs, loss=loss, **common)
-            result = recover(path, train, config1, original=original, model=original,
-                             eval_data=test)
-            per_epoch = (time.perf_counter() - began) / args.epochs
-            target = out / "files" / f"{label}-{loss}.rdz"
+            if label.startswith("ipq"):
+                assert isinstance(config, PruneQuantizeConfig)
+                result = iterative(original, loaded.spec, config, importance, train, test,
+                                   config1, files / f"{label}-{loss}-stage2.rdz")
+                per_epoch = (time.perf_counter() - began) / (2 * args.epochs)
+            else:
+                result = recover(path, train, config1, original=original, model=original,
+                                 eval_data=test)
+                per_epoch = (time.perf_counter() - began) / args.epochs
+            target = files / f"{label}-{loss}.rdz"
             result.save(target)
             final = file_row(target, original_bytes, original, test, original)
             for row in result.history[1:]:
@@ -194,30 +249,43 @@ def final_rows(rows: list[dict], stage: str) -> list[dict]:
     return sorted(last.values(), key=lambda r: r["ratio"])
 
 
+def family(setting: str) -> str:
+    """q (quantize only), pq (prune+quantize, fine-tuned directly) or ipq (iterative)."""
+    return setting.rstrip("0123456789.-k").split("0")[0] if setting != "original" else setting
+
+
 def plot(out: Path, rows: list[dict]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(7, 4.5))
-    stages = sorted({r["stage"] for r in rows} - {"original"} - {
-        s for s in {r["stage"] for r in rows} if s.startswith("reference")})
-    for stage in stages:
+    figure, axes = plt.subplots(figsize=(8, 5))
+    stages = [s for s in ("compressed", "level0", "bn-only", "distill", "task", "mix")
+              if any(r["stage"] == s for r in rows)]
+    markers = {"q": "o", "pq": "s", "ipq": "^"}
+    for color, stage in enumerate(stages):
         points = final_rows(rows, stage)
-        axes.plot([p["ratio"] for p in points], [100 * p["accuracy"] for p in points],
-                  "o-" if stage != "compressed" else "s--", label=stage)
-    references = {r["stage"]: r for r in rows if r["setting"] == "original"}
-    for stage, row in references.items():
+        for name, marker in markers.items():
+            mine = [p for p in points if family(p["setting"]) == name]
+            if not mine:
+                continue
+            if name == "ipq" and stage in ("compressed", "level0", "bn-only"):
+                continue  # the same files as pq's
+            axes.plot([p["ratio"] for p in mine], [100 * p["accuracy"] for p in mine],
+                      marker=marker, ls="--" if stage == "compressed" else "-",
+                      color=f"C{color}", label=f"{stage} ({name})")
+    for stage, row in {r["stage"]: r for r in rows if r["setting"] == "original"}.items():
         axes.axhline(100 * row["accuracy"], lw=0.8, ls=":", color="k" if stage == "original"
                      else "C7", label=f"{stage} {100 * row['accuracy']:.2f}%")
     axes.set_xscale("log")
     axes.set_xlabel("file ratio (fp32 state_dict bytes / .rdz bytes)")
     axes.set_ylabel("test accuracy (%)")
     best = max(r["accuracy"] for r in rows)
-    axes.set_ylim(max(0.0, 100 * best - 6), 100 * best + 0.5)
-    axes.set_title(f"{rows[0]['model']}: before and after recovery")
-    axes.legend(fontsize=7)
+    axes.set_ylim(max(0.0, 100 * best - 10), 100 * best + 0.5)
+    axes.set_title(f"{rows[0]['model']}: before and after recovery "
+                   "(q: quantize, pq: prune+quantize, ipq: iterative)")
+    axes.legend(fontsize=6, ncol=2)
     figure.tight_layout()
     figure.savefig(out / "accuracy.png", dpi=120)
     plt.close(figure)

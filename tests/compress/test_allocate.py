@@ -219,7 +219,8 @@ def test_weights_of_zero_importance_are_not_moved_far():
     assert (w[:4] - w_hat[:4]).abs().max() <= (w[:4].abs().max() + step)  # never beyond zero
 
 
-@pytest.mark.parametrize("quantizer, coder, version", [("round", "ctx", 3), ("dq", "ans", 4)])
+@pytest.mark.parametrize("quantizer, coder, version", [("round", "ctx", 3), ("dq", "ans", 4),
+                                                        ("dq-rdo", "ans", 4)])
 def test_context_coder_and_dependent_quantization_write_exact_files(tmp_path, quantizer, coder,
                                                                      version):
     model = mlp()
@@ -231,7 +232,7 @@ def test_context_coder_and_dependent_quantization_write_exact_files(tmp_path, qu
     for name, tensor in result.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], tensor), name
     choices = {row["choice"] for row in result.report["layers"]}
-    assert choices <= {"raw", "dq" if quantizer == "dq" else "uniform"} and choices != {"raw"}
+    assert choices <= {"raw", "uniform" if quantizer == "round" else "dq"} and choices != {"raw"}
 
 
 def test_dq_menu_predicts_its_own_distortion_and_beats_rounding():
@@ -241,8 +242,9 @@ def test_dq_menu_predicts_its_own_distortion_and_beats_rounding():
     importance = fake_importance(model)
     params = dict(model.named_parameters())
     layer = _layer_inputs(params, ["2.weight"], importance, importance.weights_sha256)[0]
-    config = AllocateConfig(target_ratio=4, importance_floor=0.0, quantizer="dq")
+    config = AllocateConfig(target_ratio=4, importance_floor=0.0, quantizer="dq-rdo")
     menu = layer_menu(layer, config, "ans")
+    assert {c.lam > 0 for c in menu[1:]} == {False, True}  # λ = 0 and the rd_factors
     w = layer.weight.to(torch.float64).reshape(-1).numpy()
     I = layer.I.reshape(-1).numpy()
     for candidate in menu[1:]:
@@ -258,3 +260,20 @@ def test_dq_menu_predicts_its_own_distortion_and_beats_rounding():
         cheaper = [c.distortion for c in menu[1:] if c.bytes <= candidate.bytes]
         wins += bool(cheaper) and min(cheaper) < candidate.distortion
     assert wins >= 0.6 * len(rounded)
+
+
+def test_gptq_trellis_writes_exact_files_and_measures_less_kl_than_the_plain_trellis(tmp_path):
+    model, data = mlp(), calibration(n=512)
+    importance = fake_importance(model)
+    kls = {}
+    for quantizer in ("dq", "gptq-dq"):
+        config = AllocateConfig(target_bytes=2600, quantizer=quantizer)
+        result = compress(model, config, importance, calibration=data)
+        summary = result.save(tmp_path / f"{quantizer}.rdz")
+        assert summary.file_bytes <= 2600 and summary.format_version == 4
+        loaded = load(tmp_path / f"{quantizer}.rdz", model=model)
+        for name, tensor in result.state_dict().items():
+            assert torch.equal(loaded.state_dict()[name], tensor), name
+        kls[quantizer] = evaluate(loaded, data, reference=model).kl
+    assert AllocateConfig(target_ratio=4, quantizer="gptq-dq").needs == {"calibration"}
+    assert kls["gptq-dq"] < kls["dq"]  # measured on the calibration data

@@ -71,3 +71,22 @@ def make_rdz(tmp_path: Path, net_name: str, config_name: str) -> tuple[nn.Module
 
 def example_input(seed: int = 5, batch: int = 7) -> torch.Tensor:
     return torch.randn(batch, 1, 6, 6, generator=torch.Generator().manual_seed(seed))
+
+
+def make_dq_rdz(tmp_path: Path) -> tuple[nn.Module, Path]:
+    """(tiny_mlp, a .rdz whose first Linear weight is a dependent-quantization entry, the
+    others raw): an entry kind without a holder of its own in rdcompress.deploy."""
+    from rdcompress.codec import RawTensor, write_rdz
+    from rdcompress.codec.dq import DQTensor
+
+    net = tiny_mlp()
+    entries: list = []
+    for name, tensor in net.state_dict().items():
+        if name == "1.weight":
+            levels = torch.round(tensor / 0.05).to(torch.int64).numpy()
+            entries.append(DQTensor(name, tuple(tensor.shape), "float32", 0.05, levels, 36))
+        else:
+            entries.append(RawTensor(name, tensor))
+    path = tmp_path / "dq.rdz"
+    write_rdz(path, entries, {"model": None})
+    return net, path

@@ -50,9 +50,11 @@ def test_onnx_matches_dense_load_under_onnxruntime(tmp_path, net_name, config_na
 
 
 def test_onnx_keeps_indices_as_bytes(tmp_path):
-    """k=40: a uint8 index per weight; k=16: two per byte; no float copy of the weight."""
+    """k=40: a uint8 index per weight; k=16: two per byte; k=4: four; no float copy of the
+    weight."""
     for config_name, name, dims in (("quantize-k40", "1.indices", (24 * 36,)),
-                                    ("quantize-k16", "1.indices4", (24 * 36 // 2,))):
+                                    ("quantize-k16", "1.indices4", (24 * 36 // 2,)),
+                                    ("quantize-k4", "1.indices2", (24 * 36 // 4,))):
         _, path = make_rdz(tmp_path, "mlp", config_name)
         out = tmp_path / f"{config_name}.onnx"
         export(path, "onnx", out, ExportOptions(model=NETS["mlp"](), input_shape=SHAPE))
@@ -111,3 +113,15 @@ def test_cli_export_zoo_model(tmp_path, capsys):
     x = torch.randn(4, 1, 8, 8)
     assert torch.allclose(run_onnxruntime(out, x), load(path)(x), rtol=0, atol=1e-5)
     assert main(["export", str(path), "--format", "onnx", "-o", str(path)]) == 2
+
+
+def test_onnx_palettizes_other_entry_kinds(tmp_path):
+    from deploy_helpers import make_dq_rdz
+
+    net, path = make_dq_rdz(tmp_path)
+    out = tmp_path / "dq.onnx"
+    result = export(path, "onnx", out, ExportOptions(model=net, input_shape=SHAPE))
+    assert result.details["compressed"] == ["1.weight"]
+    assert "1.weight::codebook" in _initializers(out)
+    x = example_input()
+    assert torch.allclose(run_onnxruntime(out, x), load(path, model=net)(x), rtol=0, atol=1e-5)

@@ -62,16 +62,23 @@ def test_outputs_match_dense_load(tmp_path, net_name, config_name):
         assert torch.equal(weight, dense_state[name]), name
 
 
-@pytest.mark.parametrize("config_name", ["quantize-k16", "quantize-k4", "prune-quantize"])
-def test_memory_drops_with_k(tmp_path, config_name):
-    """At k <= 16, a quantized layer holds <= 1/4 of its dense bytes (4-bit indices + codebook)."""
+@pytest.mark.parametrize(("config_name", "layout", "bits"),
+                         [("quantize-k16", "uint4", 4), ("quantize-k4", "uint2", 2),
+                          ("quantize-k40", "uint8", 8), ("prune-quantize", "uint2", 2)])
+def test_memory_drops_with_k(tmp_path, config_name, layout, bits):
+    """A quantized layer holds its indices at ceil(log2 k) bits (1, 2, 4, 8) + its codebook:
+    at k <= 16 at most 1/4 of its dense bytes."""
     net, path = make_rdz(tmp_path, "mlp", config_name)
     compressed = load_compressed(path, model=tiny_mlp())
     held = weight_bytes(compressed)
-    dense_linear = 24 * 36 * 4
+    numel = 24 * 36
     palette = compressed[1].weight_source
-    assert isinstance(palette, Palette) and palette.layout == "uint4"
-    assert held["1.weight_source"] <= dense_linear / 4
+    assert isinstance(palette, Palette) and palette.layout == layout
+    mask_bytes = 0 if palette.kept is None else palette.kept.nbytes
+    assert held["1.weight_source"] == -(-palette.n_indices * bits // 8) + 4 * palette.k \
+        + mask_bytes
+    if bits <= 4:
+        assert held["1.weight_source"] <= numel * 4 / 4
     assert total_weight_bytes(compressed) < total_weight_bytes(net) / 2
 
 
@@ -157,3 +164,17 @@ def test_composed_matches_compose_weight():
     recipe = {"op": "sum", "parts": ["w::q", "w::r"], "shape": [4, 6], "dtype": "float32"}
     composed = Composed("sum", [Dense(q), Dense(r)], (4, 6), torch.float32)
     assert torch.equal(composed(), compose_weight("w", recipe, {"w::q": q, "w::r": r}))
+
+
+def test_other_entry_kinds_are_palettized_from_their_distinct_values(tmp_path):
+    """A dependent-quantization entry (no holder of its own): decoded by the codec and held
+    as a palette of its distinct values, bit for bit."""
+    from deploy_helpers import make_dq_rdz
+
+    net, path = make_dq_rdz(tmp_path)
+    compressed = load_compressed(path, model=net)
+    source = compressed[1].weight_source
+    assert isinstance(source, Palette)
+    assert torch.equal(source(), load(path, model=net).state_dict()["1.weight"])
+    x = example_input()
+    assert torch.equal(compressed(x), load(path, model=net)(x))

@@ -17,6 +17,7 @@ from rdcompress.kernels.trellis import (
     dq_reconstruct,
     dq_states,
     dq_trellis,
+    gptq_dq_levels,
 )
 from rdcompress.kernels.uniform import ecsq_uniform
 
@@ -112,3 +113,46 @@ def test_bad_arguments_are_refused():
         dq_trellis(np.zeros(6), np.ones(6), 0.0, 6)
     with pytest.raises(ConfigError, match="importance"):
         dq_trellis(np.zeros(6), np.ones(5), 0.1, 6)
+
+
+def correlated_problem(seed: int, out: int = 24, d: int = 40):
+    rng = np.random.default_rng(seed)
+    mix = np.eye(d) + 0.6 * rng.normal(size=(d, d)) / np.sqrt(d)
+    X = rng.normal(size=(800, d)) @ mix
+    return rng.normal(0, 1, (out, d)), X.T @ X / 800
+
+
+def output_error_of(W, H, levels, step):
+    delta = W - dq_reconstruct(step, levels.reshape(-1), W.shape[1]).astype(
+        np.float64).reshape(W.shape)
+    return float(np.einsum("od,de,oe->", delta, H, delta))
+
+
+def test_gptq_trellis_with_a_diagonal_moment_is_the_plain_trellis():
+    import torch
+
+    from rdcompress.kernels.gptq import gptq_factor
+
+    rng = np.random.default_rng(3)
+    W = rng.normal(0, 1, (12, 20))
+    H = np.diag(rng.uniform(0.5, 2.0, 20))
+    U, dead, _ = gptq_factor(torch.from_numpy(H), act_order=False)
+    levels = gptq_dq_levels(W, U.numpy(), dead.numpy(), 0.4)
+    damped = np.diag(H) + 0.01 * np.diag(H).mean()  # gptq_factor's damping
+    plain = dq_trellis(W.reshape(-1), np.broadcast_to(damped, W.shape).reshape(-1), 0.4, 20)
+    assert np.array_equal(levels.reshape(-1), plain.levels)
+
+
+def test_gptq_trellis_blocks_change_nothing_and_beat_the_plain_trellis():
+    import torch
+
+    from rdcompress.kernels.gptq import gptq_factor
+
+    for seed in range(3):
+        W, H = correlated_problem(seed)
+        U, dead, _ = gptq_factor(torch.from_numpy(H), act_order=False)
+        whole = gptq_dq_levels(W, U.numpy(), dead.numpy(), 0.5, block=1000)
+        blocked = gptq_dq_levels(W, U.numpy(), dead.numpy(), 0.5, block=7)
+        assert np.array_equal(whole, blocked)
+        plain = dq_trellis(W.reshape(-1), np.ones(W.size), 0.5, W.shape[1]).levels
+        assert output_error_of(W, H, whole, 0.5) < 0.9 * output_error_of(W, H, plain, 0.5)

@@ -10,7 +10,7 @@ from rdcompress.cli._common import add_trust_argument, check_outputs, comma_list
 DESCRIPTION = """\
 Write a compressed model in a format another runtime reads. Targets:
   onnx         an ONNX graph that keeps the compression: quantized weights as 8-bit (or packed
-               4-bit) index initializers + codebook + Gather, pruned weights as kept values + a
+               1/2/4-bit) index initializers + codebook + Gather, pruned weights as kept values + a
                bit mask, low-rank weights as factors; runs under onnxruntime. Needs the
                'export' extra: pip install 'rdcompress[export]'.
   safetensors  the dense decoded weights (as 'rdcompress decompress'), for any tool.

@@ -37,12 +37,13 @@ from rdcompress.errors import ConfigError
 from rdcompress.kernels.allocate import METHODS as SEARCHES
 from rdcompress.kernels.allocate import Allocation, allocate_to_budget
 from rdcompress.kernels.gptq import gptq_factor, gptq_levels, output_error
-from rdcompress.kernels.trellis import RateModel, dq_reconstruct, dq_trellis
+from rdcompress.kernels.trellis import RateModel, dq_reconstruct, dq_trellis, gptq_dq_levels
 from rdcompress.kernels.uniform import ecsq_uniform, grid_step, reconstruct
 from rdcompress.progress import progress
 
 TARGETS = ("target_bytes", "target_ratio", "max_kl", "max_accuracy_drop")
-QUANTIZERS = ("round", "ecsq", "gptq", "dq")
+QUANTIZERS = ("round", "ecsq", "gptq", "dq", "dq-rdo", "gptq-dq")
+DQ_QUANTIZERS = ("dq", "dq-rdo", "gptq-dq")
 
 
 @dataclass
@@ -62,9 +63,13 @@ class AllocateConfig:
     steps_per_octave: int = 2  # menu density: steps are step_range[0] · 2^(j / this)
     quantizer: str = "round"  # "round" (nearest level), "ecsq" (entropy-constrained, by
     #   rd_factors), "gptq" (rounding with error compensation through the input second
-    #   moments of calibration data; needs calibration) or "dq" (dependent / trellis-coded
-    #   quantization, NNC's DQ: the Viterbi at λ = 0 and at each rd_factor; format version 4)
-    rd_factors: tuple[float, ...] = (0.3, 1.0)  # ecsq, dq: λ = c · mean(I) · step² for each c
+    #   moments of calibration data; needs calibration), "dq" (dependent / trellis-coded
+    #   quantization, NNC's DQ: the Viterbi on Σ I δ² alone; format version 4), "dq-rdo"
+    #   (also the trellis on Σ I δ² + λ·bits at each rd_factor: measured harmful, the
+    #   diagonal prediction misjudges the weights it zeroes) or "gptq-dq" (the trellis with
+    #   GPTQ's error feedback, 4 survivors per row; needs calibration; layers without input
+    #   moments get "dq")
+    rd_factors: tuple[float, ...] = (0.3, 1.0)  # ecsq, dq-rdo: λ = c · mean(I) · step² per c
     max_relative_distortion: float = 0.5  # trust region of the quadratic prediction: no
     #   candidate may lose more than this fraction of its layer's Σ I w² (what zeroing it
     #   would lose); far outside it the prediction is worthless (a layer nearly zeroed "costs"
@@ -136,7 +141,12 @@ class AllocateConfig:
     @property
     def needs(self) -> set[str]:
         """What compress() must be given: calibration data for a measured target."""
-        return {"calibration"} if self.closed_loop or self.quantizer == "gptq" else set()
+        return {"calibration"} if self.closed_loop or self.uses_moments else set()
+
+    @property
+    def uses_moments(self) -> bool:
+        """True when the quantizer needs the input second moments of calibration data."""
+        return self.quantizer in ("gptq", "gptq-dq")
 
     def steps(self, rms: float) -> np.ndarray:
         """The menu's grid steps for a layer whose weights have root mean square ``rms``."""
@@ -212,18 +222,22 @@ def layer_menu(layer: LayerInput, config: AllocateConfig, coder: str) -> list[Ca
     if rms == 0.0:
         return menu  # an all-zero layer: raw is exact, and a grid holds nothing less
     top = float(np.abs(w).max())
-    gptq = _gptq_setup(layer, w, I) if config.quantizer == "gptq" else None
+    gptq = _gptq_setup(layer, w, I, config.quantizer == "gptq") if config.uses_moments else None
     zero = gptq.zero if gptq is not None else float(
         (I * w * w).sum() + (0.0 if H is None else (H * w ** 4).sum()))
     seen: set[tuple[float, bytes]] = set()
-    cols = dq_cols(layer.weight) if config.quantizer == "dq" else None
+    cols = dq_cols(layer.weight) if config.quantizer in DQ_QUANTIZERS else None
     for step in config.steps(rms):
         step = grid_step(step)
         if top / step >= 2 ** 15 - 1:
             continue  # finer than a 16-bit grid: raw is as good and cheaper
         limit = config.max_relative_distortion * zero
-        variants = (_dq_variants(w, I, H, step, config, cols, limit) if cols
-                    else _quantize(w, I, H, step, config, gptq))
+        if cols and gptq is not None:
+            variants = _gptq_dq_variant(gptq, step, cols)
+        elif cols:
+            variants = _dq_variants(w, I, H, step, config, cols, limit)
+        else:
+            variants = _quantize(w, I, H, step, config, gptq)
         for lam, levels, distortion in variants:
             if distortion > limit:
                 continue  # outside the trust region of the prediction
@@ -241,8 +255,9 @@ def layer_menu(layer: LayerInput, config: AllocateConfig, coder: str) -> list[Ca
 
 def _dq_variants(w: np.ndarray, I: np.ndarray, H: np.ndarray | None, step: float,
                  config: AllocateConfig, cols: int, limit: float):
-    """(λ, (numel,) int32 levels, predicted distortion) of the trellis at λ = 0 and at each
-    rd_factor (rate model: the order-0 code lengths per quantizer of the λ = 0 levels). The
+    """(λ, (numel,) int32 levels, predicted distortion) of the trellis at λ = 0 and, for
+    "dq-rdo", at each rd_factor (rate model: the order-0 code lengths per quantizer of the
+    λ = 0 levels). The
     Viterbi minimises Σ I δ²; the quartic term, when given, is added to the prediction.
     Nothing when rounding to the grid ``step · Z`` (whose levels include every DQ value, so
     its distortion is a lower bound) is already beyond ``limit``."""
@@ -250,7 +265,8 @@ def _dq_variants(w: np.ndarray, I: np.ndarray, H: np.ndarray | None, step: float
         return
     mean_importance = float(I.mean())
     plain = dq_trellis(w, I, step, cols)
-    for factor in (0.0, *(c for c in config.rd_factors if c > 0)):
+    factors = config.rd_factors if config.quantizer == "dq-rdo" else ()
+    for factor in (0.0, *(c for c in factors if c > 0)):
         lam = factor * mean_importance * step * step
         result = plain if not lam else dq_trellis(w, I, step, cols, lam,
                                                   RateModel.from_levels(plain.levels, cols))
@@ -278,15 +294,29 @@ class _GPTQLayer:
     zero: float  # the predicted distortion of ŵ = 0
 
 
-def _gptq_setup(layer: LayerInput, w: np.ndarray, I: np.ndarray) -> _GPTQLayer | None:
-    """GPTQ's per-layer state, or None for a layer without input moments (it is rounded)."""
+def _gptq_setup(layer: LayerInput, w: np.ndarray, I: np.ndarray,
+                act_order: bool = True) -> _GPTQLayer | None:
+    """GPTQ's per-layer state, or None for a layer without input moments (it is rounded).
+    ``act_order=False`` for the trellis, which must visit the columns in the decoder's order."""
     moment = layer.statistics.get("input_moment")
     if moment is None:
         return None
     out = layer.weight.shape[0]
     W = torch.from_numpy(w.reshape(out, -1))
     rows = row_sensitivity(I.reshape(out, -1), moment)
-    return _GPTQLayer(W, moment, gptq_factor(moment), rows, output_error(W, moment, rows))
+    return _GPTQLayer(W, moment, gptq_factor(moment, act_order=act_order), rows,
+                      output_error(W, moment, rows))
+
+
+def _gptq_dq_variant(gptq: _GPTQLayer, step: float, cols: int):
+    """(0, (numel,) int32 levels, predicted output error) of the trellis with GPTQ's error
+    feedback (kernels.trellis.gptq_dq_levels) at λ = 0."""
+    U, dead, _ = gptq.factor
+    levels = gptq_dq_levels(gptq.W.numpy(), U.numpy(), dead.numpy(), step,
+                            gptq.rows.numpy()).reshape(-1)
+    w_hat = dq_reconstruct(step, levels, cols).astype(np.float64).reshape(gptq.W.shape)
+    delta = gptq.W - torch.from_numpy(w_hat)
+    yield 0.0, levels.astype(np.int32), output_error(delta, gptq.moment, gptq.rows)
 
 
 def _quantize(w: np.ndarray, I: np.ndarray, H: np.ndarray | None, step: float,

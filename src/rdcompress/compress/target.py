@@ -72,7 +72,7 @@ def _menus(ctx: Context, config: AllocateConfig) -> list:
         digest = hashlib.blake2b(digest_size=20)
         settings = {k: v for k, v in config.to_dict().items() if k not in TARGETS}
         digest.update(repr((sorted(settings.items()), ctx.coder, ctx.objective,
-                            id(ctx.calibration) if config.quantizer == "gptq" else None)).encode())
+                            id(ctx.calibration) if config.uses_moments else None)).encode())
         for layer in ctx.layers:
             digest.update(layer.name.encode())
             for tensor in (layer.weight, layer.I, layer.H):
@@ -81,7 +81,7 @@ def _menus(ctx: Context, config: AllocateConfig) -> list:
         key = ("allocate-menus", digest.hexdigest())
         if key in ctx.cache:
             return ctx.cache[key]
-    if config.quantizer == "gptq":
+    if config.uses_moments:
         _attach_moments(ctx)
     menus = build_menus(ctx.layers, config, ctx.coder)
     if key is not None and ctx.cache is not None:

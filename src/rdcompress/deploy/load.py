@@ -36,9 +36,12 @@ from rdcompress.deploy.sources import (
 )
 from rdcompress.errors import ModelError
 
+# a codec dtype name -> torch dtype (uint16/32/64 where this torch has them)
 _ENTRY_DTYPES = {**FLOAT_DTYPES, "int64": torch.int64, "int32": torch.int32,
                  "int16": torch.int16, "int8": torch.int8, "uint8": torch.uint8,
-                 "bool": torch.bool}
+                 "bool": torch.bool,
+                 **{name: getattr(torch, name) for name in ("uint16", "uint32", "uint64")
+                    if hasattr(torch, name)}}
 
 
 def load_compressed(path: str | os.PathLike[str], *, model: nn.Module | None = None,

@@ -193,5 +193,99 @@ def dq_quantize(w: np.ndarray, I: np.ndarray, step: float, cols: int,
     return result
 
 
+
+
+def gptq_dq_levels(W: np.ndarray, U: np.ndarray, dead: np.ndarray, step: float,
+                   row_weight: np.ndarray | None = None, lam: float = 0.0,
+                   rate: RateModel | None = None, block: int = 128) -> np.ndarray:
+    """GPTQ's error feedback inside the trellis: (out, d) levels of W (out, d), each row a
+    trellis row (state 0 at column 0), columns in their natural order (the decoder's).
+
+    ``U`` (d, d): the upper Cholesky factor of the damped H⁻¹ without reordering
+    (``kernels.gptq.gptq_factor(H, act_order=False)``), ``dead`` (d,) inputs that never fire
+    (their weights go to 0). Each of the 4 states keeps its survivor path with its own
+    error-compensated copy of the row's remaining weights: at column j the survivor into state
+    ns is the cheaper of its two predecessors (state, parity), each with its best level q of
+    that parity; its weights become w_{j+1:} − e U_{j, j+1:}, e = (w_j − ŵ_j) / U_jj. The path
+    cost is Σ_j g_r e_j² + λ bits (Σ_j e_j² is the output error tr(δ H δᵀ) of GPTQ's
+    sequential decomposition, g the row weights). With one state this is exactly GPTQ.
+    """
+    W = np.array(W, dtype=np.float64)
+    out, d = W.shape
+    step64 = float(np.float32(step))
+    W[:, dead] = 0.0
+    g = np.ones(out) if row_weight is None else np.asarray(row_weight, dtype=np.float64)
+    rate = rate or RateModel.flat()
+    survivors = np.broadcast_to(W, (4, out, d)).copy()  # (state, out, d)
+    J = np.full((4, out), np.inf)
+    J[0] = 0.0
+    took_second = np.zeros((d, 4, out), dtype=bool)
+    pick_level = np.zeros((d, 4, out, 2), dtype=np.int64)  # by previous state and parity
+    first_state, first_parity = _PREDECESSORS[:, 0, 0], _PREDECESSORS[:, 0, 1]
+    second_state, second_parity = _PREDECESSORS[:, 1, 0], _PREDECESSORS[:, 1, 1]
+    rows = np.arange(out)[None, :]
+    # Lazy updates as GPTQ's: within a block of columns each survivor carries its block
+    # weights and errors; the later columns get the block's errors in one product, applied to
+    # the survivor (before the block) each path descends from.
+    for start in range(0, d, block):
+        stop = min(start + block, d)
+        local = survivors[:, :, start:stop].copy()  # (4, out, b)
+        errors = np.zeros_like(local)
+        origin = np.broadcast_to(np.arange(4)[:, None], (4, out)).copy()
+        for j in range(start, stop):
+            column = local[:, :, j - start]  # (4, out)
+            cost, error, pick_level[j] = _column_choices(column, step64, U[j, j], g, lam,
+                                                         rate, J)
+            first = cost[first_state, :, first_parity]  # (4 next states, out)
+            second = cost[second_state, :, second_parity]
+            take = second < first
+            took_second[j] = take
+            J = np.minimum(first, second)
+            previous = np.where(take, second_state[:, None], first_state[:, None])  # (4, out)
+            parity_used = np.where(take, second_parity[:, None], first_parity[:, None])
+            e = error[previous, rows, parity_used]  # (4, out)
+            local, errors, origin = local[previous, rows], errors[previous, rows], origin[
+                previous, rows]
+            errors[:, :, j - start] = e
+            local[:, :, j - start + 1:] -= e[:, :, None] * U[j, j + 1:stop][None, None, :]
+        if stop < d:
+            survivors[:, :, stop:] = survivors[origin, rows][:, :, stop:] - np.einsum(
+                "sob,bk->sok", errors, U[start:stop, stop:])
+    levels = np.empty((out, d), dtype=np.int64)
+    state = np.argmin(J, axis=0)  # (out,)
+    rows1 = np.arange(out)
+    for j in range(d - 1, -1, -1):
+        which = took_second[j, state, rows1].astype(np.int64)
+        previous = _PREDECESSORS[state, which, 0]
+        parity_used = _PREDECESSORS[state, which, 1]
+        levels[:, j] = pick_level[j, previous, rows1, parity_used]
+        state = previous
+    return levels
+
+
+def _column_choices(column: np.ndarray, step: float, pivot: float, g: np.ndarray,
+                    lam: float, rate: RateModel, J: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For the 4 survivors' (4, out) weights of a column (states 0, 1 on Q0, 2, 3 on Q1): per
+    state and parity the cheapest level, its path cost J + g e² + λ bits and its error
+    e = (w − ŵ) / pivot; each (4, out, 2)."""
+    levels = np.concatenate([_candidates(column[:2] / step, 0, None),
+                             _candidates(column[2:] / step, 1, None)])  # (4, out, C)
+    quantizer = np.array([0, 0, 1, 1])[:, None, None]
+    multiples = 2 * levels - quantizer * np.sign(levels)
+    values = (np.float64(step) * multiples.astype(np.float64)).astype(np.float32)
+    e = (column[:, :, None] - values) / pivot
+    c = g[None, :, None] * e * e + J[:, :, None]
+    if lam:
+        c = c + lam * rate.of(np.broadcast_to(quantizer, levels.shape), levels)
+    masked = np.where((levels & 1)[..., None] == np.array([0, 1]), c[..., None], np.inf)
+    pick = np.argmin(masked, axis=2)[:, :, None, :]  # (4, out, 1, 2): per parity
+    cost = np.take_along_axis(masked, pick, 2)[:, :, 0]
+    error = np.take_along_axis(np.broadcast_to(e[..., None], masked.shape), pick, 2)[:, :, 0]
+    level = np.take_along_axis(np.broadcast_to(levels[..., None], masked.shape), pick, 2)[
+        :, :, 0]
+    return cost, error, level
+
+
 __all__ = ["DQResult", "MAX_DQ_LEVEL", "RateModel", "TRANSITIONS", "dq_multiples",
-           "dq_quantize", "dq_reconstruct", "dq_states", "dq_trellis"]
+           "dq_quantize", "dq_reconstruct", "dq_states", "dq_trellis", "gptq_dq_levels"]

@@ -3,8 +3,9 @@
 ``TARGETS`` maps a format name to its exporter, one module each:
 
 - ``"onnx"`` (``to_onnx``): an ONNX graph whose quantized weights stay palettized (uint8 /
-  packed 4-bit index initializers + codebook + Gather), pruned weights as kept values + a bit
-  mask expanded in the graph, low-rank weights as their factors; needs the ``export`` extra.
+  packed 1/2/4-bit index initializers + codebook + Gather), pruned weights as kept values + a
+  bit mask expanded in the graph, low-rank weights as their factors; needs the ``export``
+  extra.
 - ``"safetensors"`` (``to_safetensors``): the dense decoded weights, for any tool.
 
 Every exporter is ``(rdz_path, out_path, options) -> ExportResult``; adding a target is one

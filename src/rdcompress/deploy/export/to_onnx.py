@@ -6,8 +6,8 @@ state_dict key; then each compressed weight's initializer is replaced by a small
 rebuilds it at run time from what the ``.rdz`` stores (``onnx.helper``):
 
 - quantized: ``Gather(codebook (k,), Cast(indices))``; the indices are a uint8 initializer
-  (k ≤ 256; uint16 / int32 above), and for k ≤ 16 two per byte, unpacked with
-  ``BitShift`` + ``BitwiseAnd``;
+  (k ≤ 256; uint16 / int32 above), and for k ≤ 2, 4, 16 packed 8, 4, 2 per byte, unpacked
+  with ``BitShift`` + ``BitwiseAnd``;
 - pruned (and pruned + quantized): the kept values (or their indices + codebook) and a bit
   mask (8 positions per byte) → ``NonZero`` → ``ScatterElements`` into zeros;
 - low-rank / sum composites: the parts as above, combined in float64 (``MatMul`` / ``Sum``)
@@ -21,6 +21,7 @@ and replacing initializers by name keeps the exporter's job to what it does for 
 
 from __future__ import annotations
 
+import inspect
 import os
 import tempfile
 import warnings
@@ -34,6 +35,7 @@ from rdcompress._io import atomic_write_bytes
 from rdcompress.codec import PrunedTensor, QuantizedTensor, RawTensor, read_rdz_tensors
 from rdcompress.codec.tensors import cast_codebook, decode_tensor
 from rdcompress.deploy.export.options import ExportOptions, ExportResult
+from rdcompress.deploy.packing import palette_of
 from rdcompress.errors import ConfigError, ModelError
 
 INPUT_NAME, OUTPUT_NAME = "input", "output"
@@ -103,12 +105,15 @@ def _onnx_dtype(onnx: Any, dtype: str) -> int:
 def _indices(pieces: GraphPieces, name: str, indices: np.ndarray, k: int) -> str:
     """(n,) int32 codebook indices in the graph, from their narrowest initializer."""
     onnx = pieces.onnx
-    if k <= 16:
-        padded = np.zeros(indices.size + indices.size % 2, dtype=np.uint8)
+    bits = next((b for b in (1, 2, 4) if k <= 1 << b), None)
+    if bits is not None:  # 8 / bits indices per byte, the first in the lowest bits
+        per_byte = 8 // bits
+        padded = np.zeros(-(-indices.size // per_byte) * per_byte, dtype=np.uint8)
         padded[:indices.size] = indices
-        packed = padded[0::2] | (padded[1::2] << 4)  # low nibble first
-        stored = pieces.unpack(pieces.constant(f"{name}::indices4", packed), 4, indices.size,
-                               name)
+        fields = padded.reshape(-1, per_byte) << np.arange(0, 8, bits, dtype=np.uint8)
+        packed = np.bitwise_or.reduce(fields, axis=1).astype(np.uint8)
+        stored = pieces.unpack(pieces.constant(f"{name}::indices{bits}", packed), bits,
+                               indices.size, name)
     else:
         dtype = np.uint8 if k <= 256 else np.uint16 if k <= 65536 else np.int32
         stored = pieces.constant(f"{name}::indices", indices.astype(dtype))
@@ -145,12 +150,20 @@ def _entry_subgraph(pieces: GraphPieces, entry: Any, output: str) -> None:
     elif isinstance(entry, PrunedTensor):
         _onnx_dtype(pieces.onnx, entry.dtype)
         values = pieces.constant(f"{entry.name}::values", entry.values)
-    else:  # a kind without a compressed form here: stored dense
-        pieces.node("Identity", [pieces.constant(f"{entry.name}::dense",
-                                                 decode_tensor(entry))], output)
-        return
-    if entry.mask is not None:
-        values = _scatter(pieces, entry.name, values, entry.mask, entry.dtype)
+    else:  # another kind (e.g. dependent quantization): a palette of its distinct values
+        dense = decode_tensor(entry)
+        palette = palette_of(torch.from_numpy(dense.copy())) if dense.dtype.kind == "f" \
+            and dense.size else None
+        if palette is None:
+            pieces.node("Identity", [pieces.constant(f"{entry.name}::dense", dense)], output)
+            return
+        codebook, indices = (t.numpy() for t in palette)
+        values = pieces.node("Gather", [
+            pieces.constant(f"{entry.name}::codebook", codebook),
+            _indices(pieces, entry.name, indices, codebook.size)], axis=0)
+    mask = getattr(entry, "mask", None)
+    if mask is not None:
+        values = _scatter(pieces, entry.name, values, mask, entry.dtype)
     pieces.node("Reshape", [values, shape], output)
 
 
@@ -192,7 +205,11 @@ def dense_onnx_bytes(module: torch.nn.Module, shape: tuple[int, ...], opset: int
         # and its note that a Slice with steps > 1 is not folded (we asked for no folding)
         warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
         path = Path(folder) / "dense.onnx"
-        torch.onnx.export(module, (torch.zeros(1, *shape, dtype=dtype),), path, dynamo=False,
+        # ``dynamo`` exists from torch 2.5 on (and defaults to True from 2.9); before, the
+        # TorchScript exporter is the only one
+        choice: dict[str, Any] = {"dynamo": False} if "dynamo" in inspect.signature(
+            torch.onnx.export).parameters else {}
+        torch.onnx.export(module, (torch.zeros(1, *shape, dtype=dtype),), path, **choice,
                           do_constant_folding=False, opset_version=opset,
                           input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                           dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
