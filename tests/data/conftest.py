@@ -28,6 +28,7 @@ def isolated(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("RDCOMPRESS_CACHE_DIR", str(home / "cache"))
     monkeypatch.delenv("RDCOMPRESS_DATA_DIR", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setattr(locate_module, "SYSTEM_DIR", home / "system-datasets")
 
     def no_network(url, timeout):

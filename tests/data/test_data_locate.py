@@ -59,3 +59,10 @@ def test_missing_files_error_names_files_and_places(tmp_path):
         load_dataset("cifar10", "test", data_dir=tmp_path, download=False)
     with pytest.raises(DatasetNotFoundError, match="cifar10-jpeg.tar.gz"):
         load_dataset("cifar10-jpeg", "test", data_dir=tmp_path)  # no URL: no download tried
+
+
+def test_downloads_go_to_the_user_cache_folder(tmp_path, monkeypatch):
+    from rdcompress.data.paths import download_root
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert download_root() == tmp_path / "xdg" / "rdcompress" / "datasets"

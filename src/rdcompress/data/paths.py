@@ -21,7 +21,11 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def download_root() -> Path:
-    return Path.home() / ".cache" / "rdcompress" / "datasets"
+    """Where downloads go: the user's cache folder (platformdirs; ``$XDG_CACHE_HOME``, by
+    default ``~/.cache``) / rdcompress / datasets."""
+    from rdcompress.data.download import cache_root
+
+    return cache_root() / "datasets"
 
 
 def search_roots(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
