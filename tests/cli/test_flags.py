@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+import rdcompress.api
 import rdcompress.greedy.width
 import rdcompress.models
 import rdcompress.sweep
@@ -96,7 +97,7 @@ def no_work(monkeypatch):
         raise AssertionError("work started before the settings were checked")
 
     for module, name in [(rdcompress.sweep, "prepare_model"), (rdcompress.sweep, "run_sweep"),
-                         (rdcompress.vary, "run_vary"), (rdcompress.models, "load_model"),
+                         (rdcompress.vary, "run_vary"), (rdcompress.api, "open_model"),
                          (rdcompress.greedy.width, "run_width")]:
         monkeypatch.setattr(module, name, started)
 

@@ -14,7 +14,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))  # importlib import mode: reach the helpers
 from compress_helpers import fake_importance, tiny_net  # noqa: E402
 
-import rdcompress.models  # noqa: E402
+import rdcompress.api  # noqa: E402
 from rdcompress.cli import compress as compress_cli  # noqa: E402
 from rdcompress.compress import PruneQuantizeConfig, QuantizeConfig, compress, load  # noqa: E402
 from rdcompress.errors import ConfigError, ImportanceMismatchError  # noqa: E402
@@ -29,7 +29,7 @@ def net(monkeypatch):
         return SimpleNamespace(module=model, spec=None, dataset=None,
                                preprocessing=SimpleNamespace(to_dict=lambda: {}))
 
-    monkeypatch.setattr(rdcompress.models, "load_model", fake_load_model)
+    monkeypatch.setattr(rdcompress.api, "open_model", fake_load_model)
     return model
 
 

@@ -14,7 +14,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).parent))  # importlib import mode: reach the helpers
 from compress_helpers import fake_importance, tiny_net  # noqa: E402
 
-import rdcompress.models  # noqa: E402
+import rdcompress.api  # noqa: E402
 from rdcompress.cli.main import main  # noqa: E402
 from rdcompress.compress import PruneConfig, PruneQuantizeConfig, compress, load  # noqa: E402
 from rdcompress.pruning import kept_count, prune_scores, structured_global_masks  # noqa: E402
@@ -32,7 +32,7 @@ def net(monkeypatch):
         return SimpleNamespace(module=model, spec=None, dataset=None,
                                preprocessing=SimpleNamespace(to_dict=lambda: {}))
 
-    monkeypatch.setattr(rdcompress.models, "load_model", fake_load_model)
+    monkeypatch.setattr(rdcompress.api, "open_model", fake_load_model)
     return model
 
 

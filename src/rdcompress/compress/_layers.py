@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from rdcompress.codec import PrunedTensor, QuantizedTensor, RawTensor
+from rdcompress.compress.compose import FLOAT_DTYPES
 from rdcompress.errors import ConfigError
 from rdcompress.quantize import (
     QuantizationResult,
@@ -22,10 +23,7 @@ from rdcompress.quantize import (
     weighted_lloyd,
 )
 
-DTYPE_NAMES = {
-    torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16",
-    torch.float64: "float64",
-}
+DTYPE_NAMES = {dtype: name for name, dtype in FLOAT_DTYPES.items()}  # torch dtype -> name
 
 
 @dataclass

@@ -226,7 +226,7 @@ def load(path: str | os.PathLike[str], model: nn.Module | None = None, *,
         module = _module_from_manifest(path, manifest, state, trust_code)
     else:
         module = copy.deepcopy(model)
-    _check_state_fits(path, module.state_dict(), state)
+    check_state_fits(path, module.state_dict(), state)
     module.load_state_dict(state, strict=True)
     if factorized:
         module = _factorized(module, manifest, contents.to_torch())
@@ -248,12 +248,12 @@ def _module_from_manifest(path: str | os.PathLike[str], manifest: dict,
         )
     source = f"the manifest of {os.fspath(path)!r}"
     if is_zoo_spec(spec):
-        _check_state_fits(path, build_from_spec(spec, device="meta", source=source).state_dict(),
+        check_state_fits(path, build_from_spec(spec, device="meta", source=source).state_dict(),
                           state)
     return build_from_spec(spec, trust_code=trust_code, source=source)
 
 
-def _check_state_fits(path: str | os.PathLike[str], expected: dict[str, torch.Tensor],
+def check_state_fits(path: str | os.PathLike[str], expected: dict[str, torch.Tensor],
                       state: dict[str, torch.Tensor]) -> None:
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:

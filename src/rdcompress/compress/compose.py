@@ -22,8 +22,9 @@ from rdcompress.errors import FormatError
 SEPARATOR = "::"
 LOWRANK, SUM = "lowrank", "sum"  # the ops of the format (docs/rdz-format.md)
 OPS = (LOWRANK, SUM)
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
-           "float64": torch.float64}
+# the float dtypes of the format, by name (docs/rdz-format.md)
+FLOAT_DTYPES = {"float32": torch.float32, "float16": torch.float16,
+                "bfloat16": torch.bfloat16, "float64": torch.float64}
 
 
 def part_name(name: str, part: str) -> str:
@@ -36,7 +37,7 @@ def make_recipe(op: str, name: str, parts: list[str], shape: tuple[int, ...],
     """A JSON recipe for the manifest. ``parts`` are part suffixes, in the op's order."""
     if op not in OPS:
         raise ValueError(f"op {op!r} is not one of {OPS}")
-    dtype_name = next(key for key, value in _DTYPES.items() if value == dtype)
+    dtype_name = next(key for key, value in FLOAT_DTYPES.items() if value == dtype)
     return {"op": op, "parts": [part_name(name, p) for p in parts], "shape": list(shape),
             "dtype": dtype_name}
 
@@ -50,7 +51,7 @@ _MAX_NDIM = 32
 
 
 def _dtype_name(dtype: torch.dtype) -> str | None:
-    return next((key for key, value in _DTYPES.items() if value == dtype), None)
+    return next((key for key, value in FLOAT_DTYPES.items() if value == dtype), None)
 
 
 def check_composites(manifest: dict, tensors: dict[str, torch.Tensor]) -> dict[str, dict]:
@@ -92,8 +93,8 @@ def _check_recipe(name: str, recipe, tensors: dict[str, torch.Tensor],
             isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise FormatError(f"{where}: shape {shape!r} is not a list of at most {_MAX_NDIM} "
                           f"non-negative integers; the file is corrupt."[:400])
-    if not isinstance(dtype, str) or dtype not in _DTYPES:
-        raise FormatError(f"{where}: dtype {dtype!r} is not one of {list(_DTYPES)}; the file "
+    if not isinstance(dtype, str) or dtype not in FLOAT_DTYPES:
+        raise FormatError(f"{where}: dtype {dtype!r} is not one of {list(FLOAT_DTYPES)}; the file "
                           f"is corrupt."[:400])
     if not isinstance(parts, list) or not parts or not all(isinstance(p, str) for p in parts) \
             or len(set(parts)) != len(parts):
@@ -146,7 +147,7 @@ def compose_weight(name: str, recipe: dict, tensors: dict[str, torch.Tensor]) ->
     _check_recipe(name, recipe, {key: value for key, value in tensors.items() if key != name},
                   {})
     op, parts = recipe["op"], [tensors[p] for p in recipe["parts"]]
-    shape, dtype = tuple(int(d) for d in recipe["shape"]), _DTYPES[recipe["dtype"]]
+    shape, dtype = tuple(int(d) for d in recipe["shape"]), FLOAT_DTYPES[recipe["dtype"]]
     if op == LOWRANK:
         dense = parts[0].to(torch.float64) @ parts[1].to(torch.float64)
     else:

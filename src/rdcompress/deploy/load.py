@@ -25,10 +25,10 @@ from torch import nn
 
 from rdcompress.codec import RawTensor, read_rdz_tensors
 from rdcompress.codec.tensors import to_torch
-from rdcompress.compress.compose import check_composites
+from rdcompress.compress.api import check_state_fits
+from rdcompress.compress.compose import FLOAT_DTYPES, LOWRANK, check_composites
 from rdcompress.deploy.modules import FACTORIZED, LAYERS, can_factorize
 from rdcompress.deploy.sources import (
-    FLOAT_DTYPES,
     Dense,
     WeightSource,
     composed_source,
@@ -59,7 +59,7 @@ def load_compressed(path: str | os.PathLike[str], *, model: nn.Module | None = N
     by_name = {entry.name: entry for entry in entries}
     composites = check_composites(manifest, {e.name: _meta(e) for e in entries})
     module = _architecture(path, manifest, model, trust_code)
-    _check_fits(path, module.state_dict(), _file_state(by_name, composites))
+    check_state_fits(path, module.state_dict(), _file_state(by_name, composites))
 
     holders = {name: source_from_entry(entry) for name, entry in by_name.items()
                if not isinstance(entry, RawTensor)}
@@ -79,7 +79,7 @@ def load_compressed(path: str | os.PathLike[str], *, model: nn.Module | None = N
         owner = owners[owner_name]
         names = sorted(n for n in compressed if _owner(n)[0] == owner_name)
         attrs = {_owner(n)[1] for n in names}
-        lowrank = [n for n in names if n in composites and composites[n]["op"] == "lowrank"]
+        lowrank = [n for n in names if n in composites and composites[n]["op"] == LOWRANK]
         if type(owner) not in LAYERS or not attrs <= {"weight", "bias"}:
             fallback.extend(names)
         elif not lowrank:
@@ -156,22 +156,6 @@ def _architecture(path, manifest: dict, model: nn.Module | None, trust_code: boo
                          "unknown; pass model=<an instance of the architecture> to load it.")
     return build_from_spec(spec, trust_code=trust_code, device="meta",
                            source=f"the manifest of {os.fspath(path)!r}")
-
-
-def _check_fits(path, expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor]
-                ) -> None:
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise ModelError(f"{os.fspath(path)!r} does not fit the architecture: missing "
-                         f"{missing[:5]}, unexpected {unexpected[:5]}; load it with the model "
-                         "it was compressed from.")
-    for name, tensor in state.items():
-        want = expected[name]
-        if tensor.dtype != want.dtype or tensor.shape != want.shape:
-            raise ModelError(
-                f"{os.fspath(path)!r} does not fit the architecture: {name!r} in the file is "
-                f"{tensor.dtype} {tuple(tensor.shape)} but the model expects {want.dtype} "
-                f"{tuple(want.shape)}; load it with the model it was compressed from.")
 
 
 def _check_materialized(path, module: nn.Module) -> None:

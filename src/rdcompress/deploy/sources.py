@@ -22,6 +22,7 @@ from torch import nn
 from rdcompress.codec import PrunedTensor, QuantizedTensor, RawTensor
 from rdcompress.codec.tensors import Tensor as CodecEntry
 from rdcompress.codec.tensors import cast_codebook, decode_tensor, to_torch
+from rdcompress.compress.compose import FLOAT_DTYPES, LOWRANK
 from rdcompress.deploy.packing import (
     SUB_BYTE,
     index_layout,
@@ -34,11 +35,6 @@ from rdcompress.deploy.packing import (
     unpack_indices,
     unpack_mask,
 )
-
-# a composite recipe's dtype name -> torch dtype (docs/rdz-format.md: the four floats)
-FLOAT_DTYPES = {"float32": torch.float32, "float16": torch.float16,
-                "bfloat16": torch.bfloat16, "float64": torch.float64}
-
 
 # element size of a codebook value -> the integer type holding two of them
 _PAIR_DTYPES = {2: torch.int32, 4: torch.int64}
@@ -176,7 +172,7 @@ class Composed(WeightSource):
 
     def decode(self) -> torch.Tensor:
         parts = [part().to(torch.float64) for part in self.parts]
-        if self.op == "lowrank":
+        if self.op == LOWRANK:
             dense = parts[0] @ parts[1]
         else:
             dense = torch.zeros(self.shape, dtype=torch.float64)

@@ -34,6 +34,7 @@ import torch
 from rdcompress._io import atomic_write_bytes
 from rdcompress.codec import PrunedTensor, QuantizedTensor, RawTensor, read_rdz_tensors
 from rdcompress.codec.tensors import cast_codebook, decode_tensor
+from rdcompress.compress.compose import LOWRANK
 from rdcompress.deploy.export.options import ExportOptions, ExportResult
 from rdcompress.deploy.packing import palette_of
 from rdcompress.errors import ConfigError, ModelError
@@ -174,7 +175,7 @@ def _composite_subgraph(pieces: GraphPieces, name: str, recipe: dict, by_name: d
     for part in recipe["parts"]:
         _entry_subgraph(pieces, by_name[part], part)
         parts.append(pieces.node("Cast", [part], to=onnx.TensorProto.DOUBLE))
-    combined = pieces.node("MatMul", parts) if recipe["op"] == "lowrank" else \
+    combined = pieces.node("MatMul", parts) if recipe["op"] == LOWRANK else \
         pieces.node("Sum", parts)
     shape = pieces.constant(f"{name}::shape", np.array(recipe["shape"], dtype=np.int64))
     cast = pieces.node("Cast", [combined], to=_onnx_dtype(onnx, recipe["dtype"]))
