@@ -82,6 +82,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_data_arguments(parser, split="train")
     add_method_flags(parser)
     parser.add_argument("--report", help="also write the per-layer allocation as JSON here")
+    recovery = parser.add_argument_group(
+        "recovery (any method): fine-tune inside the compressed structure on --data, then "
+        "re-code the file (see 'rdcompress recover')")
+    recovery.add_argument("--recover-epochs", type=int, metavar="N",
+                          help="epochs of fine-tuning after compressing (0: BatchNorm "
+                               "re-estimation only)")
+    recovery.add_argument("--recover-loss", choices=("distill", "task", "mix"),
+                          help="distill (KL to the original, no labels; default), task or mix")
+    recovery.add_argument("--recover-lr", type=float, metavar="LR",
+                          help="learning rate of the codebooks and kept values (default 1e-4)")
     parser.add_argument("--coder", choices=CODERS, default="ans",
                         help="entropy coder of the file: ans (order-0 rANS, default), huffman, "
                         "or ctx (context-modelled rANS; .rdz format version 3)")
@@ -95,7 +105,18 @@ def build_config(args: argparse.Namespace) -> Any:
     given = given_flags(args)
     spec = choose_method(args.method, given)
     args.method = spec.name
-    return config_from_flags(spec, given)
+    config = config_from_flags(spec, given)
+    stage = {key: value for key, value in (("epochs", args.recover_epochs),
+                                           ("loss", args.recover_loss), ("lr", args.recover_lr))
+             if value is not None}
+    if not stage:
+        return config
+    if "epochs" not in stage:
+        raise ConfigError("--recover-loss/--recover-lr need --recover-epochs N")
+    from rdcompress.compress.recovered import RecoveredConfig
+    from rdcompress.recover import RecoverConfig
+
+    return RecoveredConfig(base=config, recover=RecoverConfig(**stage))
 
 
 def _importance(args: argparse.Namespace, loaded):
@@ -149,7 +170,8 @@ def run(args: argparse.Namespace) -> int:
     importance = _importance(args, loaded) if spec.uses_importance else None
     calibration = None
     if spec.needs_of(config) & {"calibration", "input_moments"}:
-        calibration = _loader(args, loaded, f"--method {spec.name}")
+        calibration = _loader(args, loaded, f"--method {args.method}"
+                              + (" with --recover-epochs" if spec.name != args.method else ""))
     compressed = compress(loaded.module, config, importance, model_spec=loaded.spec,
                           coder=args.coder, model_metadata=metadata, calibration=calibration)
     summary = compressed.save(args.output)

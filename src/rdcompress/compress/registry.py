@@ -32,6 +32,7 @@ BUILTINS = (
     "rdcompress.compress.lowrank",
     "rdcompress.greedy.api",
     "rdcompress.compress.target",
+    "rdcompress.compress.recovered",
 )
 
 
