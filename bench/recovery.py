@@ -182,19 +182,21 @@ def main() -> None:
         rows.append({"model": name, "setting": label, "stage": "compressed", "epoch": 0,
                      **file_row(path, original_bytes, original, test, original)})
         print(rows[-1], flush=True)
-        level0 = RecoverConfig(epochs=0, bias_correction=not args.no_bias_correction,
-                               calibration_batches=40)
-        for stage, config0 in (("level0", level0),
-                               ("bn-only", RecoverConfig(epochs=0, bias_correction=False,
-                                                         calibration_batches=40))):
+        level0_stages = [
+            ("level0", RecoverConfig(epochs=0, bias_correction=not args.no_bias_correction,
+                                     calibration_batches=40)),
+            ("bn-only", RecoverConfig(epochs=0, bias_correction=False, calibration_batches=40)),
+            ("bias-only", RecoverConfig(epochs=0, bias_correction=True, bn=False,
+                                        calibration_batches=40))]
+        for stage, config0 in level0_stages:
             result = recover(path, train, config0, original=original, model=original)
-            if stage == "bn-only" and not result.level0["batchnorm"]:
-                continue  # no BatchNorm: nothing to measure
             target = files / f"{label}-{stage}.rdz"
             result.save(target)
             rows.append({"model": name, "setting": label, "stage": stage, "epoch": 0,
                          **file_row(target, original_bytes, original, test, original)})
             print(rows[-1], flush=True)
+            if stage == "level0" and not result.level0["batchnorm"]:
+                break  # no BatchNorm: level 0 is bias correction alone
         if args.no_finetune:
             write(out, rows)
             continue
@@ -261,7 +263,8 @@ def plot(out: Path, rows: list[dict]) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(8, 5))
-    stages = [s for s in ("compressed", "level0", "bn-only", "distill", "task", "mix")
+    stages = [s for s in ("compressed", "level0", "bn-only", "bias-only", "distill", "task",
+                          "mix")
               if any(r["stage"] == s for r in rows)]
     markers = {"q": "o", "pq": "s", "ipq": "^"}
     for color, stage in enumerate(stages):
@@ -270,7 +273,7 @@ def plot(out: Path, rows: list[dict]) -> None:
             mine = [p for p in points if family(p["setting"]) == name]
             if not mine:
                 continue
-            if name == "ipq" and stage in ("compressed", "level0", "bn-only"):
+            if name == "ipq" and stage in ("compressed", "level0", "bn-only", "bias-only"):
                 continue  # the same files as pq's
             axes.plot([p["ratio"] for p in mine], [100 * p["accuracy"] for p in mine],
                       marker=marker, ls="--" if stage == "compressed" else "-",
