@@ -235,11 +235,13 @@ def plot(out: Path, rows: list[dict], allocations: dict, accuracy: float) -> Non
     for key, name, label in (("accuracy", "accuracy.png", "test accuracy"),
                              ("kl", "kl.png", "KL(compressed || original), nats")):
         fig, ax = plt.subplots(figsize=(7, 4.5))
-        for curve in curves:
+        for index, curve in enumerate(curves):
             pts = sorted((r["ratio"], r[key]) for r in rows if r["curve"] == curve
                          and r[key] is not None)
+            # more curves than colours: NNCodec and the second round of colours dashed
+            style = "--" if curve.startswith("nncodec") or index >= 10 else "-"
             if pts:
-                ax.plot(*zip(*pts, strict=True), marker="o", ms=3, label=curve)
+                ax.plot(*zip(*pts, strict=True), marker="o", ms=3, ls=style, label=curve)
         if key == "accuracy":
             for tol in TOLERANCES:
                 ax.axhline(accuracy - tol / 100, color="grey", lw=0.5, ls=":")

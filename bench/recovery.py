@@ -35,6 +35,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import rdcompress
@@ -52,6 +53,22 @@ from rdcompress.importance import Importance
 from rdcompress.models import load_model
 from rdcompress.pipeline import make_loader
 from rdcompress.recover import RecoverConfig, recover
+
+
+def first(dataset, limit: int | None):
+    """The first ``limit`` samples (MNIST's files are in no class order)."""
+    if limit is None or limit >= len(dataset):
+        return dataset
+    return dataset.subset(np.arange(limit), dataset.split)
+
+
+def evenly(dataset, limit: int | None):
+    """``limit`` samples evenly spaced over the split (image folders are sorted by class: the
+    first N would hold one or two classes)."""
+    if limit is None or limit >= len(dataset):
+        return dataset
+    indices = np.unique(np.linspace(0, len(dataset) - 1, limit).round().astype(np.int64))
+    return dataset.subset(indices, dataset.split)
 
 
 def file_row(path: Path, original_bytes: int, model, test, original) -> dict:
@@ -128,6 +145,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--limit", type=int, help="training samples (default: all)")
     parser.add_argument("--eval-limit", type=int, help="test samples (default: all)")
+    parser.add_argument("--subset", choices=("first", "even"), default="first",
+                        help="which samples --limit/--eval-limit keep: the first N, or N evenly "
+                        "spaced (use 'even' for class-sorted image folders such as CIFAR JPEG)")
     parser.add_argument("--no-bias-correction", action="store_true")
     parser.add_argument("--no-finetune", action="store_true", help="level 0 only")
     parser.add_argument("--threads", type=int, default=2)
@@ -144,17 +164,19 @@ def main() -> None:
         summarize(out, rows, args)
         return
     torch.set_num_threads(args.threads)
+    out.mkdir(parents=True, exist_ok=True)
     loaded = load_model(args.model, weights=args.weights)
     original = loaded.module.eval()
     name = Path(args.model).stem if Path(args.model).suffix else args.model
     files = Path(args.files or f"runs/recovery-files/{name}")
     files.mkdir(parents=True, exist_ok=True)
     dataset = args.data or loaded.dataset
-    train = make_loader(load_dataset(dataset, split="train", data_dir=args.data_dir),
-                        loaded.preprocessing, args.batch_size, shuffle=True, seed=0,
-                        limit=args.limit)
-    test = make_loader(load_dataset(dataset, split="test", data_dir=args.data_dir),
-                       loaded.preprocessing, 500, limit=args.eval_limit)
+    pick = evenly if args.subset == "even" else first
+    train = make_loader(pick(load_dataset(dataset, split="train", data_dir=args.data_dir),
+                             args.limit), loaded.preprocessing, args.batch_size, shuffle=True,
+                        seed=0)
+    test = make_loader(pick(load_dataset(dataset, split="test", data_dir=args.data_dir),
+                            args.eval_limit), loaded.preprocessing, 500)
     importance = Importance.load(args.importance, original) if args.importance else None
     original_bytes = 4 * sum(t.numel() for t in original.state_dict().values()
                              if t.is_floating_point())
@@ -182,19 +204,21 @@ def main() -> None:
         rows.append({"model": name, "setting": label, "stage": "compressed", "epoch": 0,
                      **file_row(path, original_bytes, original, test, original)})
         print(rows[-1], flush=True)
-        level0 = RecoverConfig(epochs=0, bias_correction=not args.no_bias_correction,
-                               calibration_batches=40)
-        for stage, config0 in (("level0", level0),
-                               ("bn-only", RecoverConfig(epochs=0, bias_correction=False,
-                                                         calibration_batches=40))):
+        level0_stages = [
+            ("level0", RecoverConfig(epochs=0, bias_correction=not args.no_bias_correction,
+                                     calibration_batches=40)),
+            ("bn-only", RecoverConfig(epochs=0, bias_correction=False, calibration_batches=40)),
+            ("bias-only", RecoverConfig(epochs=0, bias_correction=True, bn=False,
+                                        calibration_batches=40))]
+        for stage, config0 in level0_stages:
             result = recover(path, train, config0, original=original, model=original)
-            if stage == "bn-only" and not result.level0["batchnorm"]:
-                continue  # no BatchNorm: nothing to measure
             target = files / f"{label}-{stage}.rdz"
             result.save(target)
             rows.append({"model": name, "setting": label, "stage": stage, "epoch": 0,
                          **file_row(target, original_bytes, original, test, original)})
             print(rows[-1], flush=True)
+            if stage == "level0" and not result.level0["batchnorm"]:
+                break  # no BatchNorm: level 0 is bias correction alone
         if args.no_finetune:
             write(out, rows)
             continue
@@ -261,7 +285,8 @@ def plot(out: Path, rows: list[dict]) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(8, 5))
-    stages = [s for s in ("compressed", "level0", "bn-only", "distill", "task", "mix")
+    stages = [s for s in ("compressed", "level0", "bn-only", "bias-only", "distill", "task",
+                          "mix")
               if any(r["stage"] == s for r in rows)]
     markers = {"q": "o", "pq": "s", "ipq": "^"}
     for color, stage in enumerate(stages):
@@ -270,7 +295,7 @@ def plot(out: Path, rows: list[dict]) -> None:
             mine = [p for p in points if family(p["setting"]) == name]
             if not mine:
                 continue
-            if name == "ipq" and stage in ("compressed", "level0", "bn-only"):
+            if name == "ipq" and stage in ("compressed", "level0", "bn-only", "bias-only"):
                 continue  # the same files as pq's
             axes.plot([p["ratio"] for p in mine], [100 * p["accuracy"] for p in mine],
                       marker=marker, ls="--" if stage == "compressed" else "-",
