@@ -49,7 +49,7 @@ class SweepConfig:
     #   a method left out gets its axis's default values
     options: dict[str, dict[str, Any]] = field(default_factory=dict)  # {method: {field: value}}
     #   fixed for every run of the method, over the method's sweep defaults
-    coder: str = "ans"  # entropy coder of the .rdz files
+    coder: str | None = None  # entropy coder of the .rdz files (None: each method's own)
     calibration_samples: int = 1024  # training samples for importance and calibration
     temperature: float | str = 1.0  # importance temperature, or "auto" (fit on val)
     hessian_mu: float = 0.0  # regularizer added to Hessian estimates (App. C.3.2)
@@ -190,7 +190,7 @@ def _check_before_work(config: SweepConfig) -> None:
     path = Path(config.model)
     if not (path.suffix in (".safetensors", ".rdz") or path.is_file() or config.weights):
         get_entry(config.model)  # as prepare_model would train it: ModelError naming the zoo
-    if config.coder not in CODERS:
+    if config.coder is not None and config.coder not in CODERS:
         raise ConfigError(f"coder {config.coder!r} must be one of {CODERS}")
     if config.eval_split not in SPLITS:
         raise ConfigError(f"eval_split {config.eval_split!r} must be one of {SPLITS}")

@@ -192,3 +192,11 @@ def test_no_module_outside_a_method_names_its_string():
             if module not in owners[name]:
                 found.append(f"{relative}:{line}: {name!r}")
     assert found == []  # counted: 0 (a method's own files: its config's and its registration's)
+
+
+def test_a_method_chooses_its_coder_unless_the_caller_does():
+    from rdcompress.compress import AllocateConfig, QuantizeConfig
+
+    assert compress(_net(), AllocateConfig(target_bytes=2000)).coder == "ctx"
+    assert compress(_net(), AllocateConfig(target_bytes=2000), coder="ans").coder == "ans"
+    assert compress(_net(), QuantizeConfig(clusters=4)).coder == "ans"

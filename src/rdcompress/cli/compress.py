@@ -92,9 +92,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           help="distill (KL to the original, no labels; default), task or mix")
     recovery.add_argument("--recover-lr", type=float, metavar="LR",
                           help="learning rate of the codebooks and kept values (default 1e-4)")
-    parser.add_argument("--coder", choices=CODERS, default="ans",
-                        help="entropy coder of the file: ans (order-0 rANS, default), huffman, "
-                        "or ctx (context-modelled rANS; .rdz format version 3)")
+    parser.add_argument("--coder", choices=CODERS,
+                        help="entropy coder of the file: ans (order-0 rANS), huffman, or ctx "
+                        "(context-modelled rANS; .rdz format version 3); default: ctx for "
+                        "allocation (targets), ans for the other methods")
     parser.add_argument("-o", "--output", required=True, help="the .rdz file to write")
     parser.add_argument("--json", dest="json_out", help="also write the summary as JSON here")
     parser.set_defaults(func=run)

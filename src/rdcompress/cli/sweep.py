@@ -96,7 +96,8 @@ def _add_grid_arguments(parser: argparse.ArgumentParser) -> None:
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     config = SweepConfig
     parser.add_argument("--coder", default=config.coder, choices=CODERS,
-                        help=f"entropy coder of the .rdz files (default {config.coder})")
+                        help="entropy coder of the .rdz files (default: each method's own: ctx "
+                             "for allocate, ans for the others)")
     parser.add_argument("--calibration-samples", type=positive_int,
                         default=config.calibration_samples,
                         help="training samples for importance estimates (default "

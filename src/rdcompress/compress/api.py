@@ -32,6 +32,8 @@ from rdcompress.compress.context import Context, results_or_model
 from rdcompress.compress.registry import MethodSpec, spec_of
 from rdcompress.errors import ConfigError, ImportanceMismatchError, ModelError, NonFiniteError
 
+DEFAULT_CODER = "ans"  # the coder of methods that name none (MethodSpec.coder)
+
 
 @dataclass
 class CompressedModel:
@@ -60,7 +62,7 @@ class CompressedModel:
 
 def compress(
     model: nn.Module, config: Any, importance: Any = None, *, model_spec: dict | None = None,
-    layers: list[str] | None = None, coder: str = "ans", model_metadata: dict | None = None,
+    layers: list[str] | None = None, coder: str | None = None, model_metadata: dict | None = None,
     layer_statistics: dict[str, dict] | None = None, calibration: Any = None,
     batch_fn: Any = None, cache: dict | None = None,
 ) -> CompressedModel:
@@ -74,7 +76,9 @@ def compress(
         layers: parameter names to compress; default every parameter with ndim >= 2 (the
             weights of Linear/Conv layers). Everything else in the state_dict is stored raw.
         coder: entropy coder of the file: "ans" (order-0 rANS), "huffman" or "ctx" (rANS with
-            context models of neighbouring indices; format version 3).
+            context models of neighbouring indices; format version 3). None: the method's own
+            choice (``MethodSpec.coder``: "ctx" for allocation, which costs its menus in it),
+            else "ans".
         model_metadata: extra JSON about the model (preprocessing, dataset) for the manifest.
         layer_statistics: per-parameter extras some methods need ({name: {key: tensor}}, e.g.
             input second moments for whitened low rank); handed to the handler on LayerInput.
@@ -85,6 +89,7 @@ def compress(
             weights, importances, settings and coder they were computed from).
     """
     spec = spec_of(config)
+    coder = coder or spec.coder or DEFAULT_CODER
     check_coder(coder)
     _check_needs(spec, config, calibration, layer_statistics)
     params = dict(model.named_parameters())

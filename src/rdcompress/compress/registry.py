@@ -108,6 +108,7 @@ class MethodSpec:
     paper_ratio: Callable[[Any, Any, Any], float] | None = None  # (config, compressed,
     #   summary) -> the paper's ratio of the run; default: summary.paper_ratio
     style: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # color, linestyle
+    coder: str | None = None  # the entropy coder it writes unless the caller names one
 
     def build(self, **values: Any) -> Any:
         """The config with ``values`` and this name's fixed fields (ConfigError if invalid)."""
