@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from rdcompress.codec import PrunedTensor, QuantizedTensor, RawTensor
+from rdcompress.codec.dq import DQTensor
 from rdcompress.compress.compose import FLOAT_DTYPES
 from rdcompress.errors import ConfigError
 from rdcompress.quantize import (
@@ -72,7 +73,7 @@ class LayerResult:
     equal ``compose.compose_weight(layer, recipe, decoded parts)`` bit for bit.
     """
 
-    entry: RawTensor | QuantizedTensor | PrunedTensor | None
+    entry: RawTensor | QuantizedTensor | PrunedTensor | DQTensor | None
     weight: torch.Tensor  # exactly what the file decodes to: original dtype and shape
     stats: LayerStats
     parts: list[Any] | None = None  # codec entries (RawTensor | QuantizedTensor | PrunedTensor)

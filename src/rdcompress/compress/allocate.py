@@ -374,7 +374,7 @@ def layer_result(layer: LayerInput, candidate: Candidate) -> LayerResult:
     stats = layer_stats(layer, w_hat, w_hat.numel(), span, bits)
     # LayerResult.entry's annotation (compress/_layers.py) predates DQTensor; the assembler
     # only appends the entry to the file's tensors, which encode_rdz accepts.
-    return LayerResult(entry, w_hat, stats)  # type: ignore[arg-type]
+    return LayerResult(entry, w_hat, stats)
 
 
 def weights_of(layers: list[LayerInput], menus: list[list[Candidate]],
