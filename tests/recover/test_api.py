@@ -134,3 +134,23 @@ def test_bad_inputs_fail_clearly(rdz, tmp_path):
         recover(path, _data(), RecoverConfig(loss="task"), model=wrong)
     with pytest.raises(ModelError, match="not the compressed model's architecture"):
         recover(path, _data(), RecoverConfig(), original=wrong, model=_net())
+
+
+def test_low_rank_composites_stay_frozen_and_reported(tmp_path):
+    from rdcompress.compress.lowrank import LowRankConfig
+
+    original = _net().eval()
+    path = tmp_path / "lr.rdz"
+    compress(original, LowRankConfig(rank=2)).save(path)
+    with pytest.warns(UserWarning, match="stay as the file stores them"):
+        result = recover(path, _data(), RecoverConfig(epochs=1, lr=1e-2), original=original,
+                         model=_net())
+    assert result.manifest["recovery"]["frozen"] == ["0.weight", "4.weight"]
+    out = tmp_path / "lr-r.rdz"
+    result.save(out)
+    loaded = load(out, model=_net())
+    before = load(path, model=_net())
+    for name, tensor in result.model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+    assert torch.equal(loaded[0].weight, before[0].weight)  # the composite is unchanged
+    assert not torch.equal(loaded[0].bias, before[0].bias)  # the raw bias trained

@@ -9,6 +9,7 @@ stores it (an explicit table, per codec entry type):
 | PrunedTensor     | kept values v (n_kept,)    | scatter(mask, v) — pruned positions stay 0    |
 | RawTensor        | the parameter itself       | itself (stored raw, so any value is honest)   |
 | composite parts  | none (frozen, reported)    | the composed weight of the file               |
+| other (DQTensor) | none (frozen, reported)    | the decoded weight of the file                |
 
 A quantized weight keeps each position's cluster index; the gradient of centroid j is the sum
 of its members' gradients (∂L/∂c_j = Σ_{i: idx_i = j} ∂L/∂w_i, Deep Compression §3.3), which
@@ -22,6 +23,7 @@ reader decodes from them.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,7 +39,7 @@ from rdcompress.codec.tensors import (
     to_torch,
 )
 from rdcompress.compress.compose import compose_state
-from rdcompress.errors import FormatError, ModelError
+from rdcompress.errors import ModelError
 
 _TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16,
                  "bfloat16": torch.bfloat16, "float64": torch.float64}
@@ -101,10 +103,14 @@ class TiedWeights(nn.Module):
                 self._fixed[name] = self._layout(entry, param)
             elif isinstance(entry, RawTensor):
                 self.raw[key] = nn.Parameter(param.detach().clone())
-            else:
-                raise FormatError(f"entry {name!r} is a {type(entry).__name__}; recovery knows "
-                                  "QuantizedTensor, PrunedTensor and RawTensor")
+            else:  # e.g. DQTensor (trellis-coded): no tied form yet, kept as the file has it
+                self.frozen.append(name)
         self.names = [n for n in params if n not in self.frozen]
+        if self.frozen:
+            warnings.warn(
+                f"{len(self.frozen)} parameters stay as the file stores them during fine-tuning "
+                f"(low-rank composites or entry kinds without a tied form), e.g. "
+                f"{self.frozen[0]!r}; the rest of the model trains.", stacklevel=3)
 
     def _layout(self, entry: QuantizedTensor | PrunedTensor, param: torch.Tensor) -> tuple:
         if tuple(entry.shape) != tuple(param.shape):
