@@ -138,3 +138,23 @@ def test_command_writes_the_file(tiny_sweep, tmp_path, capsys):
     assert out.is_file() and "4 models, 0 evaluated" in capsys.readouterr().out
     assert main(["report", str(tmp_path), "-o", str(out)]) == 2
     assert "no sweep.json there" in capsys.readouterr().err
+
+
+def test_a_single_file_is_measured_as_the_sweep_measured_it(tiny_sweep, tmp_path):
+    rows = {m["file"]: m for m in collect([read_sweep(tiny_sweep)]).models}
+    file = sorted((tiny_sweep / "models").iterdir())[-1]
+    config = ReportConfig([str(file)], original=str(tiny_sweep / "digits-mlp.safetensors"),
+                          eval_limit=120, gallery=3)
+    document = build_document(config)
+    (model,) = document["models"]
+    expected = rows[file.name]
+    assert (model["method"], model["setting"], model["file_bytes"]) == (
+        expected["method"], expected["setting"], expected["file_bytes"])
+    for metric in ("accuracy", "kl", "cross_entropy", "agreement", "file_ratio"):
+        assert model[metric] == pytest.approx(expected[metric], rel=1e-9), metric
+    assert document["sweeps"][0]["weights_match"] is True
+    assert set(document["evaluation"]) == {model["id"]}
+    with pytest.raises(ConfigError, match="--original"):
+        build_document(ReportConfig([str(file)]))
+    assert main(["report", str(file), "-o", str(tmp_path / "r.html"), "--original",
+                 str(tiny_sweep / "digits-mlp.safetensors"), "--eval-limit", "50"]) == 0

@@ -17,7 +17,7 @@ from rdcompress.errors import ConfigError
 
 @dataclass
 class ReportConfig:
-    runs: Sequence[str]  # sweep directories (each with sweep.json and models/)
+    runs: Sequence[str]  # sweep directories (each with sweep.json and models/) or .rdz files
     output: str = "runs/report.html"  # the HTML file to write
     labels: Sequence[str] | None = None  # one name per run (default: directory names)
     evaluate: int = 50  # evaluate at most this many models per sweep (Pareto fronts first);
@@ -25,6 +25,12 @@ class ReportConfig:
     gallery: int = 24  # changed test inputs shown per model
     title: str | None = None  # the page title (default: from the model and dataset)
     command: str | None = None  # the command line recorded in the provenance
+    # for .rdz RUNs only: the model each was compressed from, and the data to measure it on
+    original: str | None = None  # a model source as 'rdcompress evaluate' reads MODEL
+    data: str | None = None  # dataset name (default: the original's)
+    data_dir: str | None = None
+    eval_limit: int | None = None  # test samples, evenly spaced (default: all)
+    trust_code: bool = False  # let the original's sidecar run the factory it names
     extra: dict[str, Any] = field(default_factory=dict)  # more provenance (name: value)
 
     def __post_init__(self) -> None:
@@ -56,11 +62,14 @@ class ReportResult:
 
 def build_document(config: ReportConfig) -> dict[str, Any]:
     """The report's data: sweeps, models, fronts, evaluations, thumbnails and provenance."""
-    from rdcompress.report.collect import collect, read_sweep
+    from rdcompress.report.collect import collect, read_run
     from rdcompress.report.disagree import choose, evaluate_sweep
 
     labels = list(config.labels) if config.labels else [None] * len(config.runs)
-    sweeps = [read_sweep(run, label) for run, label in zip(config.runs, labels, strict=True)]
+    single = {"original": config.original, "data": config.data, "data_dir": config.data_dir,
+              "eval_limit": config.eval_limit, "trust_code": config.trust_code}
+    sweeps = [read_run(run, label, **single)
+              for run, label in zip(config.runs, labels, strict=True)]
     collected = collect(sweeps)
     evaluation: dict[int, Any] = {}
     thumbnails: dict[int, dict[int, str]] = {}

@@ -1,6 +1,7 @@
 """What a report shows, read from finished runs: one JSON-ready document.
 
-A RUN is a sweep directory (``sweep.json`` + ``models/*.rdz``, written by ``rdcompress sweep``).
+A RUN is a sweep directory (``sweep.json`` + ``models/*.rdz``, written by ``rdcompress sweep``),
+or a single ``.rdz`` measured against its original on the spot (``single.py``).
 Every row becomes a *model*: its settings and measured quality from ``sweep.json``, its file's
 sha256 and per-layer accounting from the ``.rdz`` (the codec summary that ``rdcompress info``
 prints, joined with the manifest's per-layer distortion). Pareto fronts per method come from
@@ -32,13 +33,18 @@ MODEL_FIELDS = ("method", "objective", "setting", "value", "paper_ratio", "file_
 class Sweep:
     """One RUN directory as read from disk."""
 
-    path: Path
+    path: Path  # the sweep directory (a single file's folder)
     label: str  # its name in the report (series "LABEL/method" when several sweeps)
     document: dict[str, Any]  # sweep.json
+    file: Path | None = None  # a single .rdz RUN: its one model's file
 
     @property
     def rows(self) -> list[dict[str, Any]]:
         return list(self.document.get("rows", []))
+
+    def file_of(self, row: dict[str, Any]) -> Path:
+        """The ``.rdz`` of ``row``."""
+        return self.file if self.file is not None else model_file(self.path, row)
 
 
 @dataclass
@@ -72,6 +78,18 @@ def read_sweep(path: str | Path, label: str | None = None) -> Sweep:
     return Sweep(directory, label or directory.resolve().name, document)
 
 
+def read_run(path: str | Path, label: str | None = None, **single: Any) -> Sweep:
+    """A RUN: a sweep directory (or its sweep.json), or a ``.rdz`` file measured against
+    ``single["original"]`` on ``single["data"]`` (``single.single_sweep``'s arguments)."""
+    file = Path(path)
+    if file.suffix != ".rdz":
+        return read_sweep(file, label)
+    from rdcompress.report.single import single_sweep
+
+    document = single_sweep(file, **single)
+    return Sweep(file.parent, label or file.stem, document, file=file)
+
+
 def model_file(sweep_dir: Path, row: dict[str, Any]) -> Path:
     """The ``.rdz`` a sweep wrote for ``row`` (the name ``sweep._one_run`` gives it)."""
     stem = f"{row['method']}-{row['objective']}-{row['value']:g}".replace("+", "-")
@@ -90,7 +108,7 @@ def collect(sweeps: Sequence[Sweep]) -> Collected:
         for row in sweep.rows:
             model = {name: row.get(name) for name in MODEL_FIELDS}
             series = f"{sweep.label}/{row['method']}" if several else row["method"]
-            path = model_file(sweep.path, row)
+            path = sweep.file_of(row)
             model.update(sweep=sweep_index, series=series, file=path.name, path=str(path),
                          id=len(collected.models))
             model.update(_file_entry(path))
