@@ -158,3 +158,15 @@ def test_a_single_file_is_measured_as_the_sweep_measured_it(tiny_sweep, tmp_path
         build_document(ReportConfig([str(file)]))
     assert main(["report", str(file), "-o", str(tmp_path / "r.html"), "--original",
                  str(tiny_sweep / "digits-mlp.safetensors"), "--eval-limit", "50"]) == 0
+
+
+def test_layer_strings_are_stored_once_and_map_back(tiny_sweep):
+    from rdcompress.report.build import STRING_COLUMNS
+
+    before = collect([read_sweep(tiny_sweep)]).models
+    document = build_document(ReportConfig([str(tiny_sweep)], evaluate=0))
+    strings = document["strings"]
+    assert len(strings) == len(set(strings))
+    for old, new in zip(before, document["models"], strict=True):
+        for column in STRING_COLUMNS:
+            assert [strings[i] for i in new["layers"][column]] == old["layers"][column]

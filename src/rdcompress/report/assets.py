@@ -33,13 +33,19 @@ JS = r"""
   'use strict';
   const D = JSON.parse(document.getElementById('report-data').textContent);
   const M = D.models, byId = new Map(M.map(m => [m.id, m]));
+  for (const m of M) {  // layer names, shapes and kinds are stored once, in D.strings
+    if (m.layers) for (const key of ['name', 'shape', 'kind']) {
+      m.layers[key] = m.layers[key].map(i => D.strings[i]);
+    }
+  }
   const METRIC = {accuracy: 'accuracy', kl: 'KL(compressed ‖ original) (nats)',
                   cross_entropy: 'cross-entropy (nats)', agreement: 'agreement with original'};
   const XAXIS = {file_ratio: 'file ratio (fp32 bytes / .rdz bytes)',
                  bits_per_weight: 'bits per weight (whole file)'};
   const SYMBOLS = ['circle', 'square', 'diamond', 'triangle-up', 'x', 'star', 'cross',
                    'triangle-down', 'pentagon', 'hexagon'];
-  const state = {x: 'file_ratio', y: 'accuracy', selected: null, compared: null};
+  const state = {x: 'file_ratio', y: 'accuracy', selected: null, compared: null,
+                 startMs: performance.now()};  // after plotly.js ran: what follows is ours
   window.report = state;
   const $ = id => document.getElementById(id);
   const esc = s => String(s).replace(/[&<>"']/g, c => ({'&': '&amp;', '<': '&lt;', '>': '&gt;',
@@ -187,16 +193,26 @@ JS = r"""
     $('layers').innerHTML = html + '</table></div>' + `<p class="note">header and manifest:` +
       ` ${m.header_bytes} B of ${m.file_bytes} B. Distortion: the method's own per-layer` +
       ` measure (squared error, importance-weighted for importance objectives).</p>`;
-    const names = rows.map(r => r.name).reverse(), traces = [
+    // bars: tensors holding >= 0.5% of the file or of the distortion; the rest summed
+    const big = r => (r.share || 0) >= 0.005 || (r.dshare || 0) >= 0.005;
+    const small = rows.filter(r => !big(r)), bars = rows.filter(big);
+    if (small.length) {
+      const sum = key => small.reduce((a, r) => a + (r[key] || 0), 0);
+      bars.push({name: `other (${small.length} small tensors)`, share: sum('share'),
+                 dshare: sum('dshare')});
+    }
+    const shareOf = (o, name) => name.startsWith('other (') ? small.reduce((a, r) =>
+      a + ((o.get(r.name) || {}).share || 0), 0) : (o.get(name) || {}).share;
+    const names = bars.map(r => r.name).reverse(), traces = [
       {type: 'bar', orientation: 'h', name: 'share of file bytes', y: names,
-       x: rows.map(r => r.share).reverse(), marker: {color: '#3b82f6'}},
+       x: bars.map(r => r.share).reverse(), marker: {color: '#3b82f6'}},
       {type: 'bar', orientation: 'h', name: 'share of distortion', y: names,
-       x: rows.map(r => r.dshare).reverse(), marker: {color: '#ef4444'}}];
+       x: bars.map(r => r.dshare).reverse(), marker: {color: '#ef4444'}}];
     if (other) traces.push({type: 'bar', orientation: 'h', name: 'share of file (compared)',
-      y: names, x: rows.map(r => (other.get(r.name) || {}).share).reverse(),
+      y: names, x: bars.map(r => shareOf(other, r.name)).reverse(),
       marker: {color: '#f59e0b'}});
-    Plotly.react('layer-bars', traces, {barmode: 'group', height: 90 + 22 * rows.length *
-      (other ? 1.4 : 1), margin: {l: 150, r: 10, t: 10, b: 40},
+    Plotly.react('layer-bars', traces, {barmode: 'group', height: 90 + 22 * bars.length *
+      (other ? 1.4 : 1), margin: {l: 10, r: 10, t: 10, b: 40}, yaxis: {automargin: true},
       xaxis: {tickformat: '.0%', title: {text: 'share'}}, legend: {orientation: 'h'}},
       {displaylogo: false, responsive: true});
   }
