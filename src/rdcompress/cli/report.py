@@ -44,8 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--evaluate", type=int, default=50, metavar="N",
                         help="evaluate at most N models per sweep sample by sample (Pareto "
                         "fronts first; default 50); 0: skip, no model or data needed")
-    parser.add_argument("--gallery", type=int, default=24, metavar="N",
-                        help="changed test inputs shown per model (default 24)")
+    parser.add_argument("--gallery", type=int, default=16, metavar="N",
+                        help="changed test inputs shown per model (default 16)")
     parser.add_argument("--title", help="the page title (default: model and dataset)")
     single = parser.add_argument_group("a .rdz RUN", "measured here against its original")
     single.add_argument("--original", metavar="MODEL",

@@ -22,7 +22,8 @@ class ReportConfig:
     labels: Sequence[str] | None = None  # one name per run (default: directory names)
     evaluate: int = 50  # evaluate at most this many models per sweep (Pareto fronts first);
     #                     0: no disagreement section (no model or data needed)
-    gallery: int = 24  # changed test inputs shown per model
+    gallery: int = 16  # changed test inputs shown per model (each a thumbnail:
+    #                    CIFAR about 3 KB; 50 models x 16 stays under 2.5 MB)
     title: str | None = None  # the page title (default: from the model and dataset)
     command: str | None = None  # the command line recorded in the provenance
     # for .rdz RUNs only: the model each was compressed from, and the data to measure it on

@@ -52,7 +52,7 @@ def choose(models: Sequence[dict[str, Any]], front_ids: Sequence[int], limit: in
 
 
 def evaluate_sweep(sweep: dict[str, Any], models: Sequence[dict[str, Any]], ids: Sequence[int],
-                   gallery: int = 24) -> Evaluation:
+                   gallery: int = 16) -> Evaluation:
     """Disagreement data of the models ``ids`` (of ``models``) from the sweep entry ``sweep``.
 
     ``sweep``: collect's sweep entry (config, model: source/weights/spec/dataset). Raises
