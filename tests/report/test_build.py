@@ -170,3 +170,13 @@ def test_layer_strings_are_stored_once_and_map_back(tiny_sweep):
     for old, new in zip(before, document["models"], strict=True):
         for column in STRING_COLUMNS:
             assert [strings[i] for i in new["layers"][column]] == old["layers"][column]
+
+
+def test_a_moved_sweep_finds_its_original_beside_it(tiny_sweep, tmp_path):
+    moved = tmp_path / "moved"
+    shutil.copytree(tiny_sweep, moved)
+    document = json.loads((moved / "sweep.json").read_text())
+    document["model"]["source"] = "runs/elsewhere/digits-mlp.safetensors"  # as written from
+    (moved / "sweep.json").write_text(json.dumps(document))                 # another directory
+    built = build_document(ReportConfig([str(moved)], evaluate=1))
+    assert len(built["evaluation"]) == 1 and built["sweeps"][0]["weights_match"] is True

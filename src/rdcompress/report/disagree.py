@@ -18,6 +18,7 @@ import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -72,6 +73,9 @@ def evaluate_sweep(sweep: dict[str, Any], models: Sequence[dict[str, Any]], ids:
     if not source:
         raise ConfigError(f"{sweep['path']}: sweep.json names no original model; use "
                           "--evaluate 0 for a report without the disagreement section")
+    beside = Path(sweep["path"]) / Path(source).name
+    if not Path(source).exists() and beside.is_file():
+        source = str(beside)  # a relative path from another working directory, or a moved sweep
     original = open_model(source, weights=info.get("weights"),
                           trust_code=bool(config.get("trust_code")))
     dataset_name = info.get("dataset") or config.get("data") or original.dataset
