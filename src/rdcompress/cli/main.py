@@ -47,6 +47,8 @@ COMMANDS: dict[str, Command] = {
                           "rdcompress.cli.decompress"),
     "export": Command("export a .rdz model to ONNX (kept compressed) or safetensors",
                       "rdcompress.cli.export"),
+    "report": Command("one self-contained HTML page comparing the models of finished sweeps",
+                      "rdcompress.cli.report"),
     "info": Command("per-layer table of a .rdz file: bits/weight, bytes, entropy, ratios",
                     "rdcompress.cli.info"),
     "bound": Command("rate-distortion lower bound of a linear model (Theorem 2)",
