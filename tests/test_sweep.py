@@ -161,15 +161,15 @@ def test_greedy_methods_run_once_per_setting(sweep_dir, tmp_path):
 
 def test_eval_limit_spreads_over_a_class_sorted_split():
     from rdcompress.data import load_dataset
-    from rdcompress.sweep import _evenly_spaced
+    from rdcompress.sweep import evenly_spaced
 
     test = load_dataset("digits", split="test")
     order = torch.argsort(test.labels, stable=True)
     by_class = test.subset(order.numpy(), "test")  # sorted by class, like an image folder
-    subset = _evenly_spaced(by_class, 50)
+    subset = evenly_spaced(by_class, 50)
     assert len(subset) == 50
     assert set(subset.labels.tolist()) == set(range(10))  # the first 50 would hold 1-2 classes
-    assert _evenly_spaced(by_class, 10_000) is by_class
+    assert evenly_spaced(by_class, 10_000) is by_class
 
 
 def test_combined_methods_store_both_stages(sweep_dir, tmp_path):

@@ -130,7 +130,7 @@ def run_sweep(config: SweepConfig) -> SweepResult:
     dataset = config.data or loaded.dataset
     if dataset is None:
         raise ConfigError("no dataset known for this model: set data")
-    test = _evenly_spaced(load_dataset(dataset, split=config.eval_split,
+    test = evenly_spaced(load_dataset(dataset, split=config.eval_split,
                                        data_dir=config.data_dir), config.eval_limit)
     test_loader = make_loader(test, loaded.preprocessing, 512)
     check_model_fits_data(loaded.module, test_loader, config.model, dataset)
@@ -208,7 +208,7 @@ def _check_before_work(config: SweepConfig) -> None:
         _method_config(config, method, objective, value)
 
 
-def _evenly_spaced(dataset: Any, limit: int | None) -> Any:
+def evenly_spaced(dataset: Any, limit: int | None) -> Any:
     """``limit`` samples spread evenly over the split (not its first ``limit``: files sorted by
     class, as image folders are, would leave whole classes out)."""
     if limit is None or limit >= len(dataset):

@@ -113,6 +113,9 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=positive_int,
                         help="training epochs if the model is trained")
     parser.add_argument("--seed", type=int, default=config.seed)
+    parser.add_argument("--html", action="store_true",
+                        help="also write report.html into the output directory: the runs in a "
+                             "browser (rdcompress report; self-contained, no network)")
     parser.add_argument("--vary", metavar="NAME=V1,V2,...",
                         help="one sweep per value of the importance temperature or the Hessian "
                              "regularizer (App. C.3): temperature=1,2,...,9 or mu=0,1e-4,1e-3; "
@@ -168,6 +171,12 @@ def run(args: argparse.Namespace) -> int:
                               "accuracy", "cross_entropy", "kl"])
     print(f"wrote {result.output_dir}/results.csv, results.json, summary.md and plots "
           f"({result.seconds:.1f} s)")
+    if args.html:
+        from rdcompress.report import ReportConfig, build_report
+
+        report = build_report(ReportConfig([str(result.output_dir)],
+                                           output=str(result.output_dir / "report.html")))
+        print(f"wrote {report.path}")
     return 0
 
 

@@ -66,7 +66,7 @@ def evaluate_sweep(sweep: dict[str, Any], models: Sequence[dict[str, Any]], ids:
     from rdcompress.evaluate import collect_outputs
     from rdcompress.models import is_zoo_spec
     from rdcompress.pipeline import make_loader
-    from rdcompress.sweep import _evenly_spaced
+    from rdcompress.sweep import evenly_spaced
 
     config, info = sweep.get("config", {}), sweep.get("model", {})
     source = info.get("source")
@@ -82,7 +82,7 @@ def evaluate_sweep(sweep: dict[str, Any], models: Sequence[dict[str, Any]], ids:
     if not dataset_name:
         raise ConfigError(f"{sweep['path']}: sweep.json names no dataset; use --evaluate 0 "
                           "for a report without the disagreement section")
-    test = _evenly_spaced(load_dataset(dataset_name, split=config.get("eval_split", "test"),
+    test = evenly_spaced(load_dataset(dataset_name, split=config.get("eval_split", "test"),
                                        data_dir=config.get("data_dir")),
                           config.get("eval_limit"))
     loader = make_loader(test, original.preprocessing, 512)

@@ -31,7 +31,7 @@ def single_sweep(path: str | Path, original: str | None, data: str | None,
     from rdcompress.models import is_zoo_spec
     from rdcompress.pipeline import make_loader
     from rdcompress.results import SweepRow, column_docs
-    from rdcompress.sweep import _evenly_spaced
+    from rdcompress.sweep import evenly_spaced
 
     file = Path(path)
     if not file.is_file():
@@ -50,7 +50,7 @@ def single_sweep(path: str | Path, original: str | None, data: str | None,
     if manifest.get("weights_sha256") not in (None, weights_sha256):
         raise ConfigError(f"{file} was compressed from other weights than {original} (weight "
                           "hashes differ); give the model it was made from with --original")
-    test = _evenly_spaced(load_dataset(dataset, split="test", data_dir=data_dir), eval_limit)
+    test = evenly_spaced(load_dataset(dataset, split="test", data_dir=data_dir), eval_limit)
     loader = make_loader(test, loaded.preprocessing, 512)
     reference_logits, labels = collect_outputs(loaded.module, loader)
     module = load(file, model=None if is_zoo_spec(loaded.spec) else copy.deepcopy(loaded.module),
