@@ -138,3 +138,19 @@ def test_an_unwritable_directory_is_refused_before_writing(tmp_path):
             atomic_write_bytes(locked / "out.rdz", b"x")
     finally:
         os.chmod(locked, 0o755)
+
+
+def test_state_hash_takes_zero_dim_tensors_and_keeps_the_others():
+    import hashlib
+
+    import torch
+
+    from rdcompress._io import state_dict_sha256
+
+    weight = torch.arange(6, dtype=torch.float32).reshape(2, 3)
+    expected = hashlib.sha256()
+    expected.update(b"w|torch.float32|(2, 3)|")
+    expected.update(weight.numpy().tobytes())
+    assert state_dict_sha256({"w": weight}) == expected.hexdigest()  # the format is unchanged
+    steps = torch.tensor(7)  # 0-d, as BatchNorm's num_batches_tracked
+    assert state_dict_sha256({"n": steps}) != state_dict_sha256({"n": torch.tensor(8)})

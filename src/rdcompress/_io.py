@@ -168,7 +168,8 @@ def state_dict_sha256(state: dict) -> str:
             tensor = value.detach().to("cpu").contiguous()
             dtype = str(tensor.dtype)
             shape = tuple(tensor.shape)
-            raw = tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
+            # viewed flat: a 0-d tensor (BatchNorm's num_batches_tracked) has no byte view
+            raw = tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
         else:
             array = np.ascontiguousarray(value)
             dtype, shape, raw = str(array.dtype), array.shape, array.tobytes()

@@ -221,9 +221,7 @@ def _evaluator(eval_data: Any, original: nn.Module | None, device: Any,
 def _fingerprint(config: RecoverConfig, module: nn.Module, entries: int) -> str:
     """What a checkpoint must match: settings and the weights training starts from."""
     text = json.dumps({"config": config.to_dict(), "entries": entries,
-                       # reshaped: state_dict_sha256 cannot view a 0-d int64 tensor as bytes
-                       "start": state_dict_sha256({k: v.reshape(-1) for k, v
-                                                   in module.state_dict().items()})},
+                       "start": state_dict_sha256(module.state_dict())},
                       sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
