@@ -80,4 +80,6 @@ register(MethodSpec(
     example={"base": QuantizeConfig(clusters=4).to_dict(),
              "recover": {"epochs": 1, "loss": "distill", "lr": 1e-3}},
     style={"color": "tab:brown", "linestyle": "-"},
+    setting=lambda config: (f"{spec_of(config.base).describe(config.base)},"
+                            f"recover={config.recover.epochs}"),
 ))

@@ -127,9 +127,11 @@ class MethodSpec:
         """The setting label of a run (``kept=0.1``, ``k=16``)."""
         if self.setting is not None:
             return self.setting(config)
-        axis = self.sweep.field if self.sweep else None
-        value = getattr(config, axis) if axis else None
-        return f"{axis}={value:g}" if isinstance(value, (int, float)) else f"{axis}={value}"
+        if self.sweep is None:
+            return self.name
+        value = getattr(config, self.sweep.field)
+        return (f"{self.sweep.field}={value:g}" if isinstance(value, (int, float))
+                else f"{self.sweep.field}={value}")
 
     def needs_of(self, config: Any) -> set[str]:
         """What this run needs from the caller beyond the model and importance."""
