@@ -172,7 +172,8 @@ def run(args: argparse.Namespace) -> int:
     calibration = None
     if spec.needs_of(config) & {"calibration", "input_moments"}:
         calibration = _loader(args, loaded, f"--method {args.method}"
-                              + (" with --recover-epochs" if spec.name != args.method else ""))
+                              + (" with --recover-epochs" if args.recover_epochs is not None
+                                 else ""))
     compressed = compress(loaded.module, config, importance, model_spec=loaded.spec,
                           coder=args.coder, model_metadata=metadata, calibration=calibration)
     summary = compressed.save(args.output)
