@@ -14,6 +14,11 @@ from rdcompress.errors import FormatError
 _MAX_VARINT_BYTES = 9
 
 
+def encode_signed_varint(value: int) -> bytes:
+    """A signed integer as the varint of its zigzag fold (0, -1, 1, -2, 2 -> 0, 1, 2, 3, 4)."""
+    return encode_varint(2 * value if value >= 0 else -2 * value - 1)
+
+
 def encode_varint(value: int) -> bytes:
     """Unsigned LEB128: 7 bits per byte, low group first, high bit = "more bytes follow"."""
     if value < 0:
@@ -67,6 +72,11 @@ class ByteReader:
             if not byte & 0x80:
                 return value
         raise FormatError(f"{self.where}: varint longer than {_MAX_VARINT_BYTES} bytes")
+
+    def read_signed_varint(self) -> int:
+        """The inverse of ``encode_signed_varint``."""
+        zigzag = self.read_varint()
+        return zigzag // 2 if zigzag % 2 == 0 else -(zigzag + 1) // 2
 
     def read_varints(self, count: int) -> np.ndarray:
         return np.array([self.read_varint() for _ in range(count)], dtype=np.int64)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rdcompress.codec._bytes import ByteReader, encode_varint
+from rdcompress.codec._bytes import ByteReader, encode_signed_varint, encode_varint
 from rdcompress.errors import ConfigError, FormatError
 
 TRANSITIONS = np.array([[0, 2], [2, 0], [1, 3], [3, 1]], dtype=np.int64)
@@ -131,9 +131,8 @@ def _step_dtype(dtype: str) -> np.dtype:
 
 def encode_dq_parameters(tensor: DQTensor) -> bytes:
     low = tensor.low
-    zigzag = 2 * low if low >= 0 else -2 * low - 1
     return (np.array([tensor.step], dtype=_step_dtype(tensor.dtype)).tobytes()
-            + encode_varint(zigzag) + encode_varint(tensor.alphabet_size)
+            + encode_signed_varint(low) + encode_varint(tensor.alphabet_size)
             + encode_varint(tensor.cols))
 
 
@@ -142,8 +141,7 @@ def decode_dq_parameters(reader: ByteReader, dtype: str, numel: int) -> tuple[fl
     """(step, low, k, cols) of a DQ parameter section (consumed to its end), all checked."""
     step_dtype = _step_dtype(dtype)
     step = float(np.frombuffer(reader.read(step_dtype.itemsize), dtype=step_dtype)[0])
-    zigzag = reader.read_varint()
-    low = zigzag // 2 if zigzag % 2 == 0 else -(zigzag + 1) // 2
+    low = reader.read_signed_varint()
     count = reader.read_varint()
     cols = reader.read_varint()
     reader.expect_end()

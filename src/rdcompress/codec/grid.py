@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rdcompress.codec._bytes import ByteReader, encode_varint
+from rdcompress.codec._bytes import ByteReader, encode_signed_varint, encode_varint
 from rdcompress.errors import FormatError
 
 MAX_GRID_INDEX = 1 << 52
@@ -81,8 +81,7 @@ def _neighbours(centre, step_type, reach: int = 2) -> list:
 
 
 def encode_grid(step: float, first: int, count: int, dtype: str) -> bytes:
-    zigzag = 2 * first if first >= 0 else -2 * first - 1
-    return (np.array([step], dtype=_step_dtype(dtype)).tobytes() + encode_varint(zigzag)
+    return (np.array([step], dtype=_step_dtype(dtype)).tobytes() + encode_signed_varint(first)
             + encode_varint(count))
 
 
@@ -90,8 +89,7 @@ def decode_grid(reader: ByteReader, dtype: str, numel: int) -> np.ndarray:
     """The (k,) codebook of a grid section (consumed to its end)."""
     step_dtype = _step_dtype(dtype)
     step = float(np.frombuffer(reader.read(step_dtype.itemsize), dtype=step_dtype)[0])
-    zigzag = reader.read_varint()
-    first = zigzag // 2 if zigzag % 2 == 0 else -(zigzag + 1) // 2
+    first = reader.read_signed_varint()
     count = reader.read_varint()
     reader.expect_end()
     if not 1 <= count <= max(numel, 1):
