@@ -23,7 +23,7 @@ from rdcompress.api import open_model
 from rdcompress.compress.registry import config_fields, default_sweep, get, names, specs
 from rdcompress.errors import ConfigError
 from rdcompress.importance.config import OBJECTIVES as IMPORTANCE_OBJECTIVES
-from rdcompress.models import LoadedModel, is_zoo_spec
+from rdcompress.models import is_zoo_spec
 from rdcompress.progress import progress
 from rdcompress.results import ROW_FIELDS, SweepRow, write_rows, write_sweep_file
 from rdcompress.sweep_inputs import RunInputs
@@ -111,11 +111,6 @@ def prepare_model(config: SweepConfig, out: Path) -> tuple[str, str | None]:
     return str(trained), None
 
 
-def _prepare_model(config: SweepConfig, out: Path) -> LoadedModel:
-    model, weights = prepare_model(config, out)
-    return open_model(model, weights=weights, trust_code=config.trust_code)
-
-
 def run_sweep(config: SweepConfig) -> SweepResult:
     from rdcompress.data import load_dataset
     from rdcompress.evaluate import classification_metrics, collect_outputs
@@ -126,7 +121,8 @@ def run_sweep(config: SweepConfig) -> SweepResult:
     out.mkdir(parents=True, exist_ok=True)
     _check_resumable(config, out)
     atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
-    loaded = _prepare_model(config, out)
+    model_file, weights = prepare_model(config, out)
+    loaded = open_model(model_file, weights=weights, trust_code=config.trust_code)
     dataset = config.data or loaded.dataset
     if dataset is None:
         raise ConfigError("no dataset known for this model: set data")
@@ -153,7 +149,6 @@ def run_sweep(config: SweepConfig) -> SweepResult:
             handle.write(json.dumps(row) + "\n")
     rows = [done[_run_key(*g)] for g in grid]
     _write_tables(rows, out)
-    model_file, _ = prepare_model(config, out)
     write_sweep_file(out, config=config.to_dict(), reference=reference, rows=rows, model={
         "source": model_file, "weights": config.weights, "spec": loaded.spec,
         "weights_sha256": state_dict_sha256(dict(loaded.module.named_parameters())),

@@ -25,6 +25,7 @@ import struct
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal, overload
 
 import numpy as np
 
@@ -275,16 +276,24 @@ def read_rdz_tensors(path: str | os.PathLike[str]) -> tuple[dict, list[Tensor]]:
     return decoded.manifest, decoded.tensors
 
 
-def inspect_rdz(path: str | os.PathLike[str]) -> RdzSummary:
-    """Summary of a file (decodes it fully, so the entropies are those of the real streams)."""
+@overload
+def inspect_rdz(path: str | os.PathLike[str]) -> RdzSummary: ...
+@overload
+def inspect_rdz(path: str | os.PathLike[str], *, return_manifest: Literal[True]
+                ) -> tuple[RdzSummary, dict]: ...
+def inspect_rdz(path: str | os.PathLike[str], *, return_manifest: bool = False
+                ) -> RdzSummary | tuple[RdzSummary, dict]:
+    """Summary of a file (decodes it fully, so the entropies are those of the real streams);
+    with ``return_manifest``, (summary, manifest) from the same single decode."""
     decoded = decode_rdz(_read_file(path))
     summaries = [
         summarize_tensor(t, lengths, method, coder) for t, lengths, method, coder in zip(
             decoded.tensors, decoded.lengths, decoded.position_methods, decoded.index_coders,
             strict=True)
     ]
-    return RdzSummary(decoded.file_bytes, decoded.header_bytes, len(_dumps(decoded.manifest)),
-                      decoded.format_version, summaries, _composites(decoded.manifest))
+    summary = RdzSummary(decoded.file_bytes, decoded.header_bytes, len(_dumps(decoded.manifest)),
+                         decoded.format_version, summaries, _composites(decoded.manifest))
+    return (summary, decoded.manifest) if return_manifest else summary
 
 
 def _composites(manifest: dict) -> dict:

@@ -221,8 +221,8 @@ def load(path: str | os.PathLike[str], model: nn.Module | None = None, *,
     if materialize == "compressed":
         from rdcompress.deploy import load_compressed  # deploy builds on this package
 
-        module = load_compressed(path, model=model, trust_code=trust_code)
-        return (module, read_rdz(path).manifest) if return_manifest else module
+        return load_compressed(path, model=model, trust_code=trust_code,
+                               return_manifest=return_manifest)
     factorized = factorized or materialize == "factorized"
     contents = read_rdz(path)
     manifest = contents.manifest

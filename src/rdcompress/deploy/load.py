@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import os
 import warnings
+from typing import Any
 
 import torch
 from torch import nn
@@ -45,7 +46,8 @@ _ENTRY_DTYPES = {**FLOAT_DTYPES, "int64": torch.int64, "int32": torch.int32,
 
 
 def load_compressed(path: str | os.PathLike[str], *, model: nn.Module | None = None,
-                    trust_code: bool = False, cache: bool = False) -> nn.Module:
+                    trust_code: bool = False, cache: bool = False,
+                    return_manifest: bool = False) -> Any:
     """The model of a ``.rdz`` file with its compressed layers kept compressed (eval mode).
 
     Args:
@@ -54,6 +56,7 @@ def load_compressed(path: str | os.PathLike[str], *, model: nn.Module | None = N
             ``trust_code=True``, as ``rdcompress.compress.load``).
         cache: keep each decoded weight after the first forward (faster, but the memory of the
             dense weights comes back); default: decode on every forward.
+        return_manifest: return (module, the file's manifest), from the same read.
     """
     manifest, entries = read_rdz_tensors(path)
     by_name = {entry.name: entry for entry in entries}
@@ -113,7 +116,8 @@ def load_compressed(path: str | os.PathLike[str], *, model: nn.Module | None = N
         _set_module(module, owner_name, FACTORIZED[type(owner)](
             owner, A, B, bias, FLOAT_DTYPES[recipe["dtype"]]))
     _check_materialized(path, module)
-    return module.eval()
+    module.eval()
+    return (module, manifest) if return_manifest else module
 
 
 def _holder(name: str, holders: dict[str, WeightSource], composites: dict[str, dict],

@@ -139,14 +139,13 @@ def _sweep_entry(sweep: Sweep) -> dict[str, Any]:
 
 def _file_entry(path: Path) -> dict[str, Any]:
     """sha256 and per-layer table of one ``.rdz``; {"missing": reason} if it cannot be read."""
-    from rdcompress.codec import inspect_rdz, read_rdz_tensors
+    from rdcompress.codec import inspect_rdz
 
     if not path.is_file():
         warnings.warn(f"{path} is missing: its model is shown without layers or evaluation",
                       stacklevel=2)
         return {"missing": "file not found", "sha256": None, "layers": None}
-    summary = inspect_rdz(path)
-    manifest, _ = read_rdz_tensors(path)
+    summary, manifest = inspect_rdz(path, return_manifest=True)  # one decode
     return {"sha256": sha256_file(path), "layers": layer_table(summary, manifest),
             "header_bytes": summary.header_bytes, "numel": summary.numel,
             "original_bytes": summary.original_bytes,
